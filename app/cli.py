@@ -1,0 +1,343 @@
+"""The `clarion` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from app import logs
+from app.config import Config, ConfigError, default_config_path, load_config, render_default_config
+from app.store.db import open_store
+from app.store.models import InboxMessage, InboxStatus
+from app.store.patients import find_by_identifier, timeline
+
+_MESSAGE_START = re.compile(rb"(?m)^(?=(?:\xef\xbb\xbf)?MSH)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    parser.add_argument("--db", metavar="URL", help="database URL (overrides database.url)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clarion", description="Point-of-care risk alerts from the HL7 v2 feed.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("listen", help="receive HL7 over MLLP (headless)")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default from config: 2575)")
+
+    p = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK code")
+    _common(p)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--to", required=True, metavar="HOST:PORT")
+    p.add_argument("--tls", action="store_true", help="use TLS")
+    p.add_argument("--ca", metavar="PEM", help="CA bundle to verify the receiver (with --tls)")
+    p.add_argument("--cert", metavar="PEM", help="client certificate (with --tls)")
+    p.add_argument("--key", metavar="PEM", help="client certificate key (with --tls)")
+
+    p = sub.add_parser("inbox", help="counts of received messages; quarantined ones")
+    _common(p)
+    p.add_argument("--failed", action="store_true", help="list quarantined/rejected messages")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("patient", help="stored patients")
+    patient_sub = p.add_subparsers(dest="patient_command", metavar="ACTION", required=True)
+    show = patient_sub.add_parser("show", help="the stored timeline of one patient")
+    _common(show)
+    show.add_argument("mrn")
+    show.add_argument("--authority", help="assigning authority of the MRN")
+    show.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("hl7", help="HL7 tools")
+    hl7_sub = p.add_subparsers(dest="hl7_command", metavar="ACTION", required=True)
+    validate = hl7_sub.add_parser("validate", help="report conformance problems (hl7apy)")
+    _common(validate)
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    p = sub.add_parser("config", help="show the configuration file path and defaults")
+    _common(p)
+    p.add_argument("--default", action="store_true", help="print the default file")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if getattr(args, "db", None):
+        config.database.url = args.db
+    log_file = Path(config.logging.file) if config.logging.file else \
+        config.data_dir / "logs" / "clarion.log"
+    logs.setup_logging(config.logging.level, log_file)
+    logs.load_pseudonym_key(config.data_dir)
+    return config
+
+
+def _store(config: Config) -> Engine:
+    return open_store(config.database_url)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from app.service import IngestService
+
+    config = _load(args)
+    if args.host:
+        config.listener.host = args.host
+    if args.port:
+        config.listener.port = args.port
+    service = IngestService(config, _store(config))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except NotImplementedError:  # Windows: Ctrl-C still raises KeyboardInterrupt
+                pass
+        service.start_workers()
+        server = service.make_server()
+        try:
+            await server.start()
+            print(f"clarion: listening on {config.listener.host}:{server.bound_port}; "
+                  "Ctrl-C to stop", file=sys.stderr, flush=True)
+            await stop.wait()
+        finally:
+            await server.stop()
+            await asyncio.to_thread(service.stop_workers)
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"clarion: cannot listen on {config.listener.host}:{config.listener.port}: "
+              f"{exc}. Is another Clarion running? Choose another --port.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """A file may hold one message or several; each starts with MSH."""
+    parts = [p for p in _MESSAGE_START.split(data) if p.strip()]
+    return [p.rstrip(b"\r\n").replace(b"\r\n", b"\r").replace(b"\n", b"\r") for p in parts]
+
+
+def _ack_code(ack: bytes) -> tuple[str, str]:
+    text = ack.decode("latin-1")
+    sep = text[3] if text.startswith("MSH") and len(text) > 3 else "|"
+    code, detail = "??", ""
+    for segment in text.replace("\n", "\r").split("\r"):
+        fields = segment.split(sep)
+        if fields[0] == "MSA" and len(fields) > 1:
+            code = fields[1]
+        elif fields[0] == "ERR":
+            detail = fields[8] if len(fields) > 8 and fields[8] else sep.join(fields[1:])
+    return code, detail
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from integrations.mllp import MllpClient
+
+    host, _, port = args.to.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"clarion send: --to must be HOST:PORT, got {args.to!r}", file=sys.stderr)
+        return 2
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(cafile=args.ca)
+        if args.cert:
+            context.load_cert_chain(args.cert, args.key)
+    failures = 0
+    try:
+        with MllpClient(host, int(port), ssl_context=context) as client:
+            for path in args.files:
+                try:
+                    messages = split_messages(path.read_bytes())
+                except OSError as exc:
+                    print(f"{path}: cannot read: {exc}", file=sys.stderr)
+                    failures += 1
+                    continue
+                for index, payload in enumerate(messages, 1):
+                    code, detail = _ack_code(client.send(payload))
+                    label = f"{path}" + (f" #{index}" if len(messages) > 1 else "")
+                    print(f"{label}: {code}" + (f" ({detail})" if detail else ""))
+                    failures += code not in ("AA", "CA")
+    except (OSError, ConnectionError) as exc:
+        print(f"clarion send: {args.to}: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    config = _load(args)
+    engine = _store(config)
+    with Session(engine) as session:
+        counts = dict(session.execute(
+            select(InboxMessage.status, func.count()).group_by(InboxMessage.status)).all())
+        duplicates = session.scalar(select(func.coalesce(func.sum(
+            InboxMessage.duplicate_count), 0))) or 0
+        pending_retry = session.scalar(select(func.count()).where(
+            InboxMessage.status == InboxStatus.RECEIVED.value,
+            InboxMessage.attempts > 0)) or 0
+        summary = {
+            "received": sum(counts.values()),
+            **{status.value: counts.get(status.value, 0) for status in InboxStatus},
+            "duplicate": int(duplicates),
+            "retrying": pending_retry,
+        }
+        summary["pending"] = summary.pop(InboxStatus.RECEIVED.value)
+        failed_rows = []
+        if args.failed:
+            failed_rows = [
+                {"id": r.id, "received_at": r.received_at.isoformat(), "status": r.status,
+                 "type": f"{r.message_type}^{r.trigger}".strip("^"),
+                 "control_id": r.control_id, "sender": r.sending_application,
+                 "attempts": r.attempts,
+                 "error": r.last_error or f"{r.ack_code} {r.ack_error_code}: {r.ack_error_text}"}
+                for r in session.scalars(select(InboxMessage).where(InboxMessage.status.in_(
+                    [InboxStatus.FAILED.value, InboxStatus.REJECTED.value]))
+                    .order_by(InboxMessage.id))]
+    if args.json:
+        out: dict[str, Any] = dict(summary)
+        if args.failed:
+            out["failed_messages"] = failed_rows
+        print(json.dumps(out, indent=2))
+        return 0
+    print("  ".join(f"{k}: {v}" for k, v in summary.items()))
+    for row in failed_rows:
+        print(f"#{row['id']} {row['received_at']} {row['status']} {row['type']} "
+              f"control id {row['control_id']!r} from {row['sender']!r} "
+              f"(attempts {row['attempts']}): {row['error']}")
+    if args.failed and not failed_rows:
+        print("no failed or rejected messages")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
+
+
+def cmd_patient_show(args: argparse.Namespace) -> int:
+    config = _load(args)
+    engine = _store(config)
+    with Session(engine) as session:
+        matches = find_by_identifier(session, args.mrn, args.authority)
+        if not matches:
+            print(f"no patient with identifier {args.mrn!r}"
+                  + (f" from authority {args.authority!r}" if args.authority else ""),
+                  file=sys.stderr)
+            return 1
+        if len(matches) > 1:
+            print(f"identifier {args.mrn!r} is held by {len(matches)} patients of different "
+                  "authorities; give --authority", file=sys.stderr)
+            return 1
+        t = timeline(session, matches[0])
+        data = {
+            "patient": {k: _jsonable(getattr(t.patient, k)) for k in (
+                "id", "family_name", "given_name", "birth_date", "sex", "deceased")},
+            "identifiers": [{"value": i.value, "authority": i.authority, "type": i.type_code}
+                            for i in t.identifiers],
+            "encounters": [{k: _jsonable(getattr(e, k)) for k in (
+                "visit_number", "patient_class", "status", "location", "prior_location",
+                "attending", "admitted_at", "discharged_at", "last_event")} for e in t.encounters],
+            "observations": [{k: _jsonable(getattr(o, k)) for k in (
+                "observed_at", "code", "coding_system", "loinc", "display", "value_type",
+                "value_text", "value_num", "units", "reference_range", "abnormal_flag",
+                "status")} for o in t.observations],
+            "diagnoses": [{k: _jsonable(getattr(d, k)) for k in (
+                "code", "coding_system", "display", "diagnosed_at", "diagnosis_type")}
+                for d in t.diagnoses],
+        }
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    p = data["patient"]
+    print(f"{p['family_name']}, {p['given_name']}  born {p['birth_date'] or '?'}  "
+          f"sex {p['sex'] or '?'}" + ("  (deceased)" if p["deceased"] else ""))
+    print("identifiers: " + ", ".join(
+        f"{i['value']} ({i['authority'] or 'no authority'}{', ' + i['type'] if i['type'] else ''})"
+        for i in data["identifiers"]))
+    print(f"\nencounters ({len(data['encounters'])}):")
+    for e in data["encounters"]:
+        print(f"  {e['visit_number'] or '(no number)'}  {e['status']}  class {e['patient_class']}"
+              f"  at {e['location'] or '?'}  admitted {e['admitted_at'] or '?'}"
+              + (f"  discharged {e['discharged_at']}" if e["discharged_at"] else ""))
+    print(f"\nresults ({len(data['observations'])}):")
+    for o in data["observations"]:
+        value = o["value_text"] if o["value_num"] is None else f"{o['value_num']:g}"
+        print(f"  {o['observed_at'] or '?':25}  {o['display'] or o['code']:30.30}  "
+              f"{value} {o['units']}  {o['abnormal_flag']}  [{o['status']}]")
+    print(f"\ndiagnoses ({len(data['diagnoses'])}):")
+    for d in data["diagnoses"]:
+        print(f"  {d['code']} ({d['coding_system']})  {d['display']}  {d['diagnosed_at'] or ''}")
+    return 0
+
+
+def cmd_hl7_validate(args: argparse.Namespace) -> int:
+    from integrations.hl7.validate import validate_message
+
+    worst = 0
+    for path in args.files:
+        try:
+            messages = split_messages(path.read_bytes())
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc}")
+            worst = 1
+            continue
+        for index, payload in enumerate(messages, 1):
+            label = f"{path}" + (f" #{index}" if len(messages) > 1 else "")
+            problems = validate_message(payload)
+            errors = sum(p.severity == "error" for p in problems)
+            verdict = (f"{errors} error(s), {len(problems) - errors} warning(s)"
+                       if problems else "conforms")
+            print(f"{label}: {verdict}")
+            for problem in problems:
+                print(f"  {problem.severity}: {problem.text}")
+            worst = max(worst, 1 if errors else 0)
+    return worst
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.default:
+        print(render_default_config())
+        return 0
+    config = load_config(args.config)
+    print(f"configuration file: {args.config or default_config_path()}")
+    print(f"data directory:     {config.data_dir}")
+    print(f"database:           {config.database_url}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
+        "patient": cmd_patient_show, "hl7": cmd_hl7_validate,
+    }
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"clarion: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

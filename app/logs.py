@@ -1,0 +1,60 @@
+"""Logging: one named logger per subsystem, and pseudonyms instead of patient identifiers.
+
+Log lines carry message control IDs, peers and pseudonyms (keyed hashes of identifiers),
+never names, MRNs or results. The key is made once per installation and kept in the data
+directory, so a pseudonym is stable on one machine and useless anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import logging.handlers
+import os
+import secrets
+from pathlib import Path
+
+listener = logging.getLogger("clarion.listener")
+inbox = logging.getLogger("clarion.inbox")
+ingest = logging.getLogger("clarion.ingest")
+store = logging.getLogger("clarion.store")
+cli = logging.getLogger("clarion.cli")
+
+_key: bytes = b"clarion-unkeyed"
+
+
+def load_pseudonym_key(data_dir: Path) -> None:
+    """Load (or create) this installation's pseudonym key."""
+    global _key
+    path = data_dir / "pseudonym.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+    _key = path.read_bytes()
+
+
+def pseudonym(value: str, authority: str = "") -> str:
+    """A short keyed hash of an identifier, safe to log."""
+    digest = hmac.new(_key, f"{authority}\x1f{value}".encode(), hashlib.sha256)
+    return "p:" + digest.hexdigest()[:12]
+
+
+def setup_logging(level: str, log_file: Path | None) -> None:
+    """Route Clarion's loggers to stderr and, if given, a rotating file."""
+    root = logging.getLogger("clarion")
+    root.setLevel(level)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    stream = logging.StreamHandler()
+    stream.setFormatter(formatter)
+    root.addHandler(stream)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        rotating = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
+        rotating.setFormatter(formatter)
+        root.addHandler(rotating)

@@ -1,0 +1,114 @@
+"""The ingest service: listener → durable inbox → ACK, and the processor behind it.
+
+`IngestService` is what both `clarion listen` (headless) and the desktop app run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from app import logs
+from app.config import Config
+from app.inbox import DurableInbox
+from app.ingest import PatientChanged, Processor
+from integrations.hl7.acks import AckError, Outcome, build_ack
+from integrations.hl7.receipt import assess
+from integrations.mllp import ListenerThread, MllpServer, ServerLimits
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server TLS context the configuration asks for, if any."""
+    listener = config.listener
+    if not listener.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(listener.tls_cert, listener.tls_key or None)
+    if listener.tls_client_ca:
+        context.load_verify_locations(listener.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class IngestService:
+    """Receives, stores, acknowledges and processes HL7 messages."""
+
+    def __init__(self, config: Config, engine: Engine,
+                 on_change: Callable[[PatientChanged], None] | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.processor = Processor(engine, config.ingest, on_change)
+        self.inbox = DurableInbox(engine, on_committed=self.processor.wake)
+        self._processing_ids = frozenset(p.upper() for p in config.listener.processing_ids)
+        self._listener_thread: ListenerThread | None = None
+
+    async def handle(self, raw: bytes, peer: str) -> bytes:
+        """One frame in, one ACK out — after the message is durably in the inbox."""
+        started = time.perf_counter()
+        assessment = assess(raw, self._processing_ids)
+        duplicate = False
+        try:
+            receipt = await asyncio.wrap_future(self.inbox.submit(raw, peer, assessment))
+            outcome, errors, duplicate = receipt.outcome, receipt.errors, receipt.duplicate
+        except Exception as exc:  # not stored: say so, so the sender keeps it and resends
+            logs.listener.error("control id %r from %s NOT stored (%s); answering reject",
+                                assessment.control_id, peer, type(exc).__name__)
+            outcome = Outcome.REJECT
+            errors = (AckError("207", "message not stored by the receiver (storage "
+                                      "unavailable); resend it later"),)
+        header = assessment.header
+        ack = build_ack(header, outcome, errors, control_id=assessment.control_id)
+        kind = f"{header.message_type}^{header.trigger}" if header else "unreadable"
+        logs.listener.info("%s %s control id %r → %s%s in %.1f ms", peer, kind,
+                           assessment.control_id,
+                           _msa_code(ack, header.field_sep if header else "|"),
+                           " (resend)" if duplicate else "",
+                           (time.perf_counter() - started) * 1000)
+        codec = header.charset if header else "ascii"
+        return ack.encode(codec, errors="replace")
+
+    def make_server(self) -> MllpServer:
+        listener = self.config.listener
+        limits = ServerLimits(
+            max_message_bytes=listener.max_message_bytes, idle_timeout_s=listener.idle_timeout_s,
+            max_connections=listener.max_connections,
+            allowed_senders=tuple(listener.allowed_senders),
+            shutdown_grace_s=listener.shutdown_grace_s)
+        return MllpServer(self.handle, listener.host, listener.port, limits,
+                          tls_context(self.config))
+
+    def start_workers(self) -> None:
+        self.inbox.start()
+        self.processor.start()
+
+    def stop_workers(self) -> None:
+        self.inbox.stop()
+        self.processor.stop()
+
+    def start_in_thread(self) -> MllpServer:
+        """Start everything, the listener on its own thread (for the desktop app)."""
+        self.start_workers()
+        self._listener_thread = ListenerThread(self.make_server)
+        try:
+            return self._listener_thread.start()
+        except BaseException:
+            self.stop_workers()
+            raise
+
+    def stop(self) -> None:
+        """Stop accepting, answer in-flight frames, commit, finish processing."""
+        if self._listener_thread is not None:
+            self._listener_thread.stop()
+        self.stop_workers()
+
+
+def _msa_code(ack: str, sep: str) -> str:
+    for segment in ack.split("\r"):
+        if segment.startswith("MSA"):
+            return segment.split(sep)[1]
+    return "?"

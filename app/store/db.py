@@ -1,0 +1,74 @@
+"""Opening the store: engine settings per backend, and migrations on start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from app import logs
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+WRITE = "clarion_write"  # execution option: this connection's transactions will write
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy's documented fix is
+    # to turn it off and emit BEGIN ourselves (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (the UI, `clarion inbox`) run beside the writer; FULL makes each
+    # commit durable before the ACK goes out, which is the whole point of the inbox.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A writer takes the write lock up front: a deferred transaction that reads and then
+    # writes can fail at once with SQLITE_BUSY_SNAPSHOT when another writer got in between.
+    write = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, for sessions that write (BEGIN IMMEDIATE on SQLite)."""
+    return engine.execution_options(**{WRITE: True})
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get their directory, WAL and durable commits."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied (idempotent)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with writer(engine).begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    logs.store.debug("store migrated: %s", engine.url.render_as_string(hide_password=True))
+
+
+def open_store(url: str) -> Engine:
+    """Engine + migrations: what every command does first."""
+    engine = make_engine(url)
+    migrate(engine)
+    return engine

@@ -1,0 +1,220 @@
+"""The patient store and the durable inbox, as SQLAlchemy 2.0 typed mappings.
+
+Times are stored as naive UTC (`UTCDateTime`) and come back timezone-aware, so SQLite and
+PostgreSQL behave the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, naive UTC in the database, aware UTC out."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InboxStatus(StrEnum):
+    """Where a received message stands."""
+
+    RECEIVED = "received"  # durably stored and ACKed, waiting to be processed
+    PROCESSED = "processed"  # applied to the patient store
+    IGNORED = "ignored"  # a type Clarion does not use; kept raw
+    REJECTED = "rejected"  # unreadable or refused at receipt (AE/AR); kept for inspection
+    FAILED = "failed"  # processing failed every attempt; quarantined with its error
+
+
+class InboxMessage(Base):
+    """One received message, raw bytes and all: the durable inbox."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (
+        UniqueConstraint("sending_application", "sending_facility", "control_id",
+                         "content_hash", name="uq_inbox_message_key"),
+        Index("ix_inbox_status_id", "status", "id"),
+        Index("ix_inbox_content_hash", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    peer: Mapped[str] = mapped_column(String(64), default="")
+    sending_application: Mapped[str] = mapped_column(String(227), default="")
+    sending_facility: Mapped[str] = mapped_column(String(227), default="")
+    control_id: Mapped[str] = mapped_column(String(199), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    message_type: Mapped[str] = mapped_column(String(16), default="")
+    trigger: Mapped[str] = mapped_column(String(16), default="")
+    version: Mapped[str] = mapped_column(String(16), default="")
+    charset: Mapped[str] = mapped_column(String(32), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.RECEIVED.value)
+    ack_code: Mapped[str] = mapped_column(String(2), default="")
+    ack_error_code: Mapped[str] = mapped_column(String(8), default="")
+    ack_error_text: Mapped[str] = mapped_column(Text, default="")
+    ack_error_location: Mapped[str] = mapped_column(String(64), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    patient_key: Mapped[str] = mapped_column(String(32), default="")  # pseudonym, for ordering
+    duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_duplicate_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Patient(Base):
+    """A person, found by any of their identifiers."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    family_name: Mapped[str] = mapped_column(String(200), default="")
+    given_name: Mapped[str] = mapped_column(String(200), default="")
+    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    sex: Mapped[str] = mapped_column(String(1), default="")
+    race: Mapped[str] = mapped_column(String(64), default="")
+    ethnicity: Mapped[str] = mapped_column(String(64), default="")
+    deceased: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    identifiers: Mapped[list[PatientIdentifier]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan")
+
+
+class PatientIdentifier(Base):
+    """(identifier, assigning authority) → patient. PID-3 repetitions keep their authority."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (UniqueConstraint("value", "authority", name="uq_identifier"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    value: Mapped[str] = mapped_column(String(199))
+    authority: Mapped[str] = mapped_column(String(227), default="")
+    type_code: Mapped[str] = mapped_column(String(16), default="")
+
+    patient: Mapped[Patient] = relationship(back_populates="identifiers")
+
+
+class EncounterStatus(StrEnum):
+    ACTIVE = "active"
+    DISCHARGED = "discharged"
+    CANCELLED = "cancelled"
+
+
+class Encounter(Base):
+    """A visit (PV1), kept up to date by admits, transfers, discharges and cancels."""
+
+    __tablename__ = "encounters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    visit_number: Mapped[str] = mapped_column(String(199), default="")
+    patient_class: Mapped[str] = mapped_column(String(8), default="")
+    location: Mapped[str] = mapped_column(String(400), default="")
+    prior_location: Mapped[str] = mapped_column(String(400), default="")
+    attending: Mapped[str] = mapped_column(String(199), default="")
+    referring: Mapped[str] = mapped_column(String(199), default="")
+    admitting: Mapped[str] = mapped_column(String(199), default="")
+    status: Mapped[str] = mapped_column(String(16), default=EncounterStatus.ACTIVE.value)
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    discharged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_event: Mapped[str] = mapped_column(String(8), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ObservationRecord(Base):
+    """One OBX result. A correction supersedes (is_current False) the result it corrects."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        Index("ix_obs_patient_current_time", "patient_id", "is_current", "observed_at"),
+        Index("ix_obs_patient_key", "patient_id", "result_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    encounter_id: Mapped[int | None] = mapped_column(ForeignKey("encounters.id"), nullable=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbox_messages.id"), index=True)
+    result_key: Mapped[str] = mapped_column(String(600))
+    set_id: Mapped[str] = mapped_column(String(16), default="")
+    code: Mapped[str] = mapped_column(String(128), default="")
+    coding_system: Mapped[str] = mapped_column(String(64), default="")
+    loinc: Mapped[str] = mapped_column(String(16), default="", index=True)
+    display: Mapped[str] = mapped_column(String(400), default="")
+    sub_id: Mapped[str] = mapped_column(String(32), default="")
+    value_type: Mapped[str] = mapped_column(String(8), default="")
+    value_text: Mapped[str] = mapped_column(Text, default="")
+    value_num: Mapped[float | None] = mapped_column(Float, nullable=True)
+    comparator: Mapped[str] = mapped_column(String(4), default="")
+    units: Mapped[str] = mapped_column(String(64), default="")
+    reference_range: Mapped[str] = mapped_column(String(128), default="")
+    abnormal_flag: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(4), default="")
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("observations.id"), nullable=True)
+
+
+class DiagnosisRecord(Base):
+    """One DG1 diagnosis."""
+
+    __tablename__ = "diagnoses"
+    __table_args__ = (Index("ix_dx_patient_code", "patient_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    encounter_id: Mapped[int | None] = mapped_column(ForeignKey("encounters.id"), nullable=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbox_messages.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    coding_system: Mapped[str] = mapped_column(String(64), default="")
+    display: Mapped[str] = mapped_column(String(400), default="")
+    diagnosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    diagnosis_type: Mapped[str] = mapped_column(String(8), default="")
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Model cards and inference runtimes (ONNX Runtime, TensorRT). No Qt."""

@@ -36,7 +36,8 @@ class ListenerConfig(_Section):
     """The MLLP listener that receives the hospital feed."""
 
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 exposes it to the network")
-    port: int = Field(2575, ge=1, le=65535, description="TCP port (2575 is HL7's registered port)")
+    port: int = Field(2575, ge=0, le=65535,
+                      description="TCP port (2575 is HL7's registered port; 0 picks a free one)")
     max_message_bytes: int = Field(16 * MIB, ge=1024, description="Largest frame accepted")
     idle_timeout_s: float = Field(300.0, gt=0, description="Close a connection silent this long")
     max_connections: int = Field(64, ge=1, description="Concurrent connections accepted")

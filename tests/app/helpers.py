@@ -1,0 +1,73 @@
+"""Test helpers: a running ingest service on a real socket, and waiting for processing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.ingest import PatientChanged
+from app.service import IngestService
+from app.store.db import open_store
+from app.store.models import InboxMessage, InboxStatus
+
+
+@contextmanager
+def running_service(config: Config, on_change: Callable[[PatientChanged], None] | None = None,
+                    ) -> Iterator[tuple[IngestService, int]]:
+    engine = open_store(config.database_url)
+    service = IngestService(config, engine, on_change)
+    server = service.start_in_thread()
+    try:
+        yield service, server.bound_port
+    finally:
+        service.stop()
+        engine.dispose()
+
+
+def wait_processed(engine: Engine, timeout: float = 20.0) -> None:
+    """Wait until nothing is pending (status received) in the inbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(engine) as session:
+            pending = session.scalar(select(func.count()).where(
+                InboxMessage.status == InboxStatus.RECEIVED.value))
+        if not pending:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{pending} message(s) still pending after {timeout} s")
+
+
+def ack_fields(ack: bytes | str) -> dict[str, list[str]]:
+    """Segments of an ACK by name → fields (MSH fields shifted so index n is MSH-n)."""
+    text = ack.decode("latin-1") if isinstance(ack, bytes) else ack
+    out: dict[str, list[str]] = {}
+    for segment in filter(None, text.replace("\n", "\r").split("\r")):
+        fields = segment.split("|")
+        if fields[0] == "MSH":
+            fields = ["MSH", "|", *fields[1:]]
+        out.setdefault(fields[0], fields)
+    return out
+
+
+def store_raw(engine: Engine, *messages: str | bytes, peer: str = "test") -> list[int]:
+    """Put messages through receipt and the durable inbox (no socket); return inbox ids."""
+    from app.inbox import DurableInbox
+    from integrations.hl7.receipt import assess
+
+    inbox = DurableInbox(engine)
+    inbox.start()
+    try:
+        futures = [inbox.submit(raw, peer, assess(raw))
+                   for raw in (m.encode() if isinstance(m, str) else m for m in messages)]
+        return [f.result(30).message_id for f in futures]
+    finally:
+        inbox.stop()
+
+
+def hl7_message(*segments: str) -> str:
+    return "\r".join(segments) + "\r"

@@ -149,7 +149,8 @@ class DurableInbox:
                 if attempt == 2:
                     raise
             except Exception as exc:  # a failed commit must reach every waiting sender
-                logs.inbox.error("inbox commit of %d message(s) failed: %s", len(batch), exc)
+                logs.inbox.error("inbox commit of %d message(s) failed: %s", len(batch),
+                                 logs.describe_error(exc))
                 for item in batch:
                     item.future.set_exception(exc)
                 return

@@ -32,7 +32,7 @@ from app.store.db import writer
 from app.store.models import InboxMessage, InboxStatus, utcnow
 from app.store.patients import apply_parsed
 from integrations.hl7.events import MessageContentError
-from integrations.hl7.header import read_header
+from integrations.hl7.header import HeaderError, read_header
 from integrations.hl7.parse import parse_message
 
 BATCH_BUDGET_S = 0.025  # hold the write lock briefly: the inbox writer is waiting behind us
@@ -93,8 +93,9 @@ class Processor:
         while not self._stop.is_set():
             try:
                 busy = self.process_pending()
-            except Exception:  # the loop must survive a database outage and try again
-                logs.ingest.exception("inbox processing pass failed; retrying")
+            except Exception as exc:  # the loop must survive a database outage and try again
+                logs.ingest.error("inbox processing pass failed (%s); retrying",
+                                  logs.describe_error(exc))
                 busy = 0
             if not busy:
                 self._wake.wait(POLL_S)
@@ -149,20 +150,25 @@ class Processor:
                      waiting: set[str]) -> list[PatientChanged]:
         now = utcnow()
         try:
-            with session.begin_nested():
-                header = read_header(row.raw)
-                parsed = parse_message(header.text, header.message_type, header.trigger,
-                                       self._tz)
-                first = parsed[0].patient.identifiers[0]
-                row.patient_key = logs.pseudonym(first.value, first.authority)
-                patient_ids = apply_parsed(session, row.id, parsed)
+            header = read_header(row.raw)
+            parsed = parse_message(header.text, header.message_type, header.trigger, self._tz)
         except MessageContentError as exc:
             self._fail(row, f"content error ({exc.location or 'message'}): {exc}", now,
                        final=True)
             return []
+        except HeaderError as exc:  # readable at receipt, so only a changed parser gets here
+            self._fail(row, f"header error: {exc}", now, final=True)
+            return []
+        first = parsed[0].patient.identifiers[0]
+        row.patient_key = logs.pseudonym(first.value, first.authority)
+        if row.patient_key in waiting:
+            return []  # an earlier message of this patient waits for a retry: keep order
+        try:
+            with session.begin_nested():
+                patient_ids = apply_parsed(session, row.id, parsed)
         except Exception as exc:  # anything else may be transient: retry, then quarantine
-            self._fail(row, f"{type(exc).__name__}: {exc}", now, final=False)
-            if row.patient_key:
+            self._fail(row, logs.describe_error(exc), now, final=False)
+            if row.status == InboxStatus.RECEIVED.value:
                 waiting.add(row.patient_key)
             return []
         row.status = InboxStatus.PROCESSED.value

@@ -42,6 +42,21 @@ def pseudonym(value: str, authority: str = "") -> str:
     return "p:" + digest.hexdigest()[:12]
 
 
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line that is safe to log and store: no SQL parameters, no DETAIL.
+
+    Database errors quote the row they failed on (names, MRNs); only the driver's first
+    line, which names the constraint or condition, is kept.
+    """
+    from sqlalchemy.exc import StatementError
+
+    inner: BaseException = exc
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        inner = exc.orig
+    first = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    return f"{type(inner).__name__}: {first}"[:500]
+
+
 def setup_logging(level: str, log_file: Path | None) -> None:
     """Route Clarion's loggers to stderr and, if given, a rotating file."""
     root = logging.getLogger("clarion")

@@ -64,6 +64,7 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     stream = logging.StreamHandler()
     stream.setFormatter(formatter)
     root.addHandler(stream)

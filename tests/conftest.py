@@ -72,3 +72,15 @@ def config(tmp_path: Path, db_url: str) -> Config:
     cfg.ingest.retry_backoff_s = 0.05
     cfg.ingest.feed_timezone = "UTC"
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _close_clarion_log_handlers() -> Iterator[None]:
+    """Commands run in-process install log handlers; close them after each test."""
+    yield
+    import logging
+
+    root = logging.getLogger("clarion")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()

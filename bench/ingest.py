@@ -1,0 +1,231 @@
+"""Sustained HL7 ingest over MLLP: messages/s and ACK latency, durably committed.
+
+    .venv/bin/python bench/ingest.py                # SQLite; PostgreSQL too if
+    CLARION_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python bench/ingest.py
+
+Runs the real listener (asyncio thread), durable inbox and processor in this process;
+senders are threads with blocking sockets, each waiting for its ACK before the next
+message (as an interface engine does). Every ACK means the raw bytes were committed
+(SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit on).
+
+Parsers compared on the ACK path:
+  msh-only  Clarion: read MSH, commit, ACK; python-hl7 full parse runs behind, off the path
+  hl7       python-hl7 parses the whole message before the commit
+  hl7apy    hl7apy parses the whole message before the commit
+"processed/s" is the whole run, first send until the last message is in the patient store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import logs  # noqa: E402
+from app.config import Config  # noqa: E402
+from app.service import IngestService  # noqa: E402
+from app.store.db import open_store  # noqa: E402
+from app.store.models import InboxMessage, InboxStatus  # noqa: E402
+from integrations.mllp import MllpClient  # noqa: E402
+
+LOINC = [("4548-4", "HbA1c", "%"), ("1558-6", "Fasting glucose", "mg/dL"),
+         ("2345-7", "Glucose", "mg/dL"), ("39156-5", "BMI", "kg/m2"),
+         ("8480-6", "Systolic BP", "mm[Hg]"), ("8462-4", "Diastolic BP", "mm[Hg]"),
+         ("2093-3", "Cholesterol", "mg/dL"), ("2085-9", "HDL", "mg/dL"),
+         ("13457-7", "LDL", "mg/dL"), ("2571-8", "Triglycerides", "mg/dL")]
+
+
+def adt_a08(n: int, rng: random.Random) -> bytes:
+    mrn = f"B{rng.randrange(500):05d}"
+    return "\r".join([
+        f"MSH|^~\\&|ADT|HOSP|CLARION|WS|20260105080000||ADT^A08^ADT_A01|BA{n}|P|2.5.1",
+        "EVN|A08|20260105080000",
+        f"PID|1||{mrn}^^^HOSP^MR~{n}^^^SSA^SS||Synthetic^Pat{n % 97}^Q||19600101|F|||"
+        "1 Main St^^Town^ST^00000||555-0100",
+        f"PV1|1|O|CLINIC^{n % 9}^1^HOSP||||D{n % 13}^Doc^Tor|||||||||||||V{n}",
+        "DG1|1||I10^Essential hypertension^I10||20250101|F"]).encode() + b"\r"
+
+
+def oru_r01(n: int, rng: random.Random, results: int = 20) -> bytes:
+    mrn = f"B{rng.randrange(500):05d}"
+    segments = [
+        f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01^ORU_R01|BO{n}|P|2.5.1",
+        f"PID|1||{mrn}^^^HOSP^MR||Synthetic^Pat{n % 97}||19600101|F",
+        f"PV1|1|O|CLINIC^1^1^HOSP||||||||||||||||V{n}",
+        f"ORC|RE|P{n}|F{n}", f"OBR|1|P{n}|F{n}|24331-1^Panel^LN|||20260105070000"]
+    for i in range(results):
+        code, name, unit = LOINC[i % len(LOINC)]
+        segments.append(f"OBX|{i + 1}|NM|{code}^{name}^LN|{i // len(LOINC) + 1}|"
+                        f"{rng.uniform(1, 200):.1f}|{unit}|1-200|N|||F|||20260105070000")
+    return "\r".join(segments).encode() + b"\r"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+class Store:
+    """A fresh store per run: a SQLite file, or a schema on the PostgreSQL server."""
+
+    def __init__(self, kind: str, pg_url: str | None, folder: Path) -> None:
+        self.kind = kind
+        self._schema = ""
+        self._pg_url = pg_url
+        if kind == "sqlite":
+            self.url = f"sqlite:///{folder / f'{uuid.uuid4().hex}.db'}"
+        else:
+            assert pg_url
+            self._schema = f"bench_{uuid.uuid4().hex[:10]}"
+            with create_engine(pg_url).begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{self._schema}"'))
+            self.url = make_url(pg_url).update_query_dict(
+                {"options": f"-csearch_path={self._schema}"}).render_as_string(False)
+
+    def drop(self) -> None:
+        if self._schema and self._pg_url:
+            engine = create_engine(self._pg_url)
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{self._schema}" CASCADE'))
+            engine.dispose()
+
+
+def receipt_parser(name: str) -> Callable[[bytes], object] | None:
+    if name == "msh-only":
+        return None
+    from integrations.hl7.header import read_header
+    if name == "hl7":
+        import hl7
+        return lambda raw: hl7.parse(read_header(raw).text)
+    from hl7apy.parser import parse_message
+    return lambda raw: parse_message(read_header(raw).text, find_groups=True)
+
+
+def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int, total: int,
+        store_kind: str, parser: str, pg_url: str | None, folder: Path,
+        rate: float | None = None) -> dict[str, float]:
+    store = Store(store_kind, pg_url, folder)
+    config = Config()
+    config.paths.data_dir = str(folder)
+    config.database.url = store.url
+    config.listener.port = 0
+    config.ingest.feed_timezone = "UTC"
+    engine = open_store(store.url)
+    service = IngestService(config, engine)
+    parse = receipt_parser(parser)
+    if parse is not None:
+        inner = service.handle
+
+        async def parsing_handle(raw: bytes, peer: str) -> bytes:
+            parse(raw)  # on the event loop, before the commit and the ACK
+            return await inner(raw, peer)
+
+        service.handle = parsing_handle  # type: ignore[method-assign]
+    server = service.start_in_thread()
+    rng = random.Random(7)
+    payloads = [make(n, rng) for n in range(total)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def sender(index: int) -> None:
+        mine = payloads[index::connections]
+        local: list[float] = []
+        interval = connections / rate if rate else 0.0
+        with MllpClient("127.0.0.1", server.bound_port) as client:
+            next_at = time.perf_counter()
+            for payload in mine:
+                if interval:
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    next_at += interval
+                t0 = time.perf_counter()
+                ack = client.send(payload)
+                local.append((time.perf_counter() - t0) * 1000)
+                if b"|AA|" not in ack:
+                    raise RuntimeError(f"unexpected ACK: {ack[:200]!r}")
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acked_s = time.perf_counter() - started
+    with Session(engine) as session:
+        while session.scalar(select(func.count()).where(
+                InboxMessage.status == InboxStatus.RECEIVED.value)):
+            time.sleep(0.02)
+    processed_s = time.perf_counter() - started
+    service.stop()
+    engine.dispose()
+    store.drop()
+    return {"msgs": total, "ack_per_s": total / acked_s, "processed_per_s": total / processed_s,
+            "p50": statistics.median(latencies), "p99": percentile(latencies, 99),
+            "max": max(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--total", type=int, default=3000, help="messages per run")
+    parser.add_argument("--hl7apy-total", type=int, default=300,
+                        help="messages per hl7apy run (it is ~20x slower)")
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    args = parser.parse_args()
+    pg_url = os.environ.get("CLARION_TEST_POSTGRES_URL")
+    stores = [s for s in args.stores.split(",") if s == "sqlite" or pg_url]
+    logs.setup_logging("ERROR", None)
+    logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
+    kinds = {"ADT^A08": adt_a08, "ORU^R01 (20 OBX)": oru_r01}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for store_kind in stores:
+            for kind, make in kinds.items():
+                for connections in (1, 8):
+                    for parse in ("msh-only", "hl7", "hl7apy"):
+                        total = args.hl7apy_total if parse == "hl7apy" else args.total
+                        result = run(kind, make, connections, total, store_kind, parse,
+                                     pg_url, folder)
+                        rows.append((store_kind, kind, f"{connections}", parse, "max", result))
+                        print(".", end="", file=sys.stderr, flush=True)
+                paced_total = int(200 * args.paced_seconds)
+                result = run(kind, make, 8, paced_total, store_kind, "msh-only", pg_url,
+                             folder, rate=200)
+                rows.append((store_kind, kind, "8", "msh-only", "200/s", result))
+        print(file=sys.stderr)
+    print(f"\nHL7 ingest over MLLP, {os.cpu_count()} cores, ACK after durable commit\n")
+    print("| store | message | conns | ACK-path parser | load | msgs | ACKed msg/s | "
+          "processed msg/s | ACK p50 ms | ACK p99 ms | vs msh-only (msg/s) |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    base: dict[tuple[str, str, str], float] = {}
+    for store_kind, kind, conns, parse, load, r in rows:
+        if parse == "msh-only" and load == "max":
+            base[(store_kind, kind, conns)] = r["ack_per_s"]
+        ratio = r["ack_per_s"] / base.get((store_kind, kind, conns), r["ack_per_s"])
+        print(f"| {store_kind} | {kind} | {conns} | {parse} | {load} | {r['msgs']:.0f} | "
+              f"{r['ack_per_s']:.0f} | {r['processed_per_s']:.0f} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import logs
-from app.store.db import writer
+from app.store.db import write_gate, writer
 from app.store.models import InboxMessage, InboxStatus, utcnow
 from integrations.hl7.acks import AckError, Outcome
 from integrations.hl7.receipt import Assessment
@@ -81,6 +81,7 @@ class DurableInbox:
     def __init__(self, engine: Engine,
                  on_committed: Callable[[list[int]], None] | None = None) -> None:
         self._engine = writer(engine)
+        self._gate = write_gate(engine)
         self._on_committed = on_committed
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -142,7 +143,8 @@ class DurableInbox:
     def _commit_batch(self, batch: list[_Pending]) -> None:
         for attempt in (1, 2):
             try:
-                receipts = self._write(batch)
+                with self._gate.urgent():
+                    receipts = self._write(batch)
                 break
             except IntegrityError:
                 # Another process stored one of these keys first; the re-read finds it.

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from app import logs
 from app.config import IngestConfig
-from app.store.db import writer
+from app.store.db import write_gate, writer
 from app.store.models import InboxMessage, InboxStatus, utcnow
 from app.store.patients import apply_parsed
 from integrations.hl7.events import MessageContentError
@@ -66,7 +66,9 @@ class Processor:
 
     def __init__(self, engine: Engine, config: IngestConfig | None = None,
                  on_change: Callable[[PatientChanged], None] | None = None) -> None:
+        self._reader = engine
         self._engine = writer(engine)
+        self._gate = write_gate(engine)
         self._config = config or IngestConfig()
         self._tz = feed_timezone(self._config.feed_timezone)
         self._on_change = on_change
@@ -104,7 +106,7 @@ class Processor:
     def process_pending(self, limit: int = 1000) -> int:
         """One pass over the received messages that are due. Returns how many it handled."""
         now = utcnow()
-        with Session(self._engine) as session:
+        with Session(self._reader) as session:
             due = session.execute(
                 select(InboxMessage.id, InboxMessage.patient_key, InboxMessage.next_attempt_at)
                 .where(InboxMessage.status == InboxStatus.RECEIVED.value)
@@ -128,8 +130,10 @@ class Processor:
         changes: list[PatientChanged] = []
         handled = 0
         started = time.perf_counter()
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            while todo and time.perf_counter() - started < BATCH_BUDGET_S:
+        with self._gate.background(), Session(self._engine, expire_on_commit=False) as session, \
+                session.begin():
+            while (todo and time.perf_counter() - started < BATCH_BUDGET_S
+                   and not (handled and self._gate.urgent_waiting())):
                 message_id = todo.pop(0)
                 row = session.get(InboxMessage, message_id)
                 if row is None or row.status != InboxStatus.RECEIVED.value:

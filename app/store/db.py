@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,68 @@ def _sqlite_begin(connection: Any) -> None:
 def writer(engine: Engine) -> Engine:
     """The same engine, for sessions that write (BEGIN IMMEDIATE on SQLite)."""
     return engine.execution_options(**{WRITE: True})
+
+
+class WriteGate:
+    """Orders this process's write transactions on one database, the ACK path first.
+
+    SQLite has one write lock and its busy handler is not fair: a processor that commits
+    batch after batch can keep the inbox writer sleeping in back-off for 100 ms at a time,
+    and every sender waits for its ACK meanwhile. Here writers queue on a Python lock
+    instead, and background work steps aside whenever urgent work is waiting.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Hold the gate for ACK-path work; background work yields to it."""
+        with self._state:
+            self._urgent_waiting += 1
+        self._lock.acquire()
+        with self._state:
+            self._urgent_waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+            with self._state:
+                self._state.notify_all()
+
+    @contextmanager
+    def background(self) -> Iterator[None]:
+        """Hold the gate for background work, once no urgent work is waiting."""
+        while True:
+            with self._state:
+                while self._urgent_waiting:
+                    self._state.wait(0.05)
+            self._lock.acquire()
+            with self._state:
+                if not self._urgent_waiting:
+                    break
+            self._lock.release()  # urgent work arrived between the check and the lock
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def urgent_waiting(self) -> bool:
+        """Whether ACK-path work is waiting: background work should finish up soon."""
+        return self._urgent_waiting > 0
+
+
+_gates: dict[str, WriteGate] = {}
+_gates_lock = threading.Lock()
+
+
+def write_gate(engine: Engine) -> WriteGate:
+    """The gate shared by every writer of this database in this process."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _gates_lock:
+        return _gates.setdefault(key, WriteGate())
 
 
 def make_engine(url: str) -> Engine:

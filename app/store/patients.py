@@ -97,9 +97,14 @@ def upsert_patient(session: Session, info: PatientInfo) -> Patient:
 
 def _attach_identifiers(session: Session, patient: Patient,
                         identifiers: Sequence[Identifier]) -> None:
-    for ident in identifiers:
-        existing = session.scalar(select(PatientIdentifier).where(
-            PatientIdentifier.value == ident.value, PatientIdentifier.authority == ident.authority))
+    clauses = [and_(PatientIdentifier.value == i.value, PatientIdentifier.authority == i.authority)
+               for i in identifiers]
+    if not clauses:
+        return
+    known = {(row.value, row.authority): row for row in
+             session.scalars(select(PatientIdentifier).where(or_(*clauses)))}
+    for ident in dict.fromkeys(identifiers):
+        existing = known.get((ident.value, ident.authority))
         if existing is None:
             session.add(PatientIdentifier(patient_id=patient.id, value=ident.value,
                                           authority=ident.authority, type_code=ident.type_code))
@@ -189,27 +194,41 @@ def _result_key(obs: Observation) -> str:
     return f"{anchor}|{obs.coding_system}|{obs.code}|{obs.sub_id}"[:600]
 
 
-def _store_observation(session: Session, patient: Patient, encounter: Encounter | None,
-                       message_id: int, obs: Observation) -> None:
-    key = _result_key(obs)
-    previous = session.scalars(select(ObservationRecord).where(
-        ObservationRecord.patient_id == patient.id, ObservationRecord.result_key == key,
-        ObservationRecord.is_current.is_(True))).all()
-    record = ObservationRecord(
-        patient_id=patient.id, encounter_id=encounter.id if encounter else None,
-        message_id=message_id, result_key=key, set_id=obs.set_id[:16], code=obs.code[:128],
-        coding_system=obs.coding_system[:64], loinc=obs.loinc[:16], display=obs.display[:400],
-        sub_id=obs.sub_id[:32], value_type=obs.value_type[:8], value_text=obs.value_text,
-        value_num=obs.value_num, comparator=obs.comparator[:4], units=obs.units[:64],
-        reference_range=obs.reference_range[:128], abnormal_flag=obs.abnormal_flag[:16],
-        status=obs.status[:4], observed_at=obs.observed_at,
-        # D: the result was deleted; keep the record of it, but it is no longer a result.
-        is_current=obs.status != "D")
-    session.add(record)
+def _store_observations(session: Session, patient: Patient, encounter: Encounter | None,
+                        message_id: int, observations: Sequence[Observation]) -> None:
+    """Insert a message's results; each supersedes the current result with the same key."""
+    if not observations:
+        return
+    keys = [_result_key(obs) for obs in observations]
+    previous: dict[str, list[ObservationRecord]] = {}
+    for old in session.scalars(select(ObservationRecord).where(
+            ObservationRecord.patient_id == patient.id,
+            ObservationRecord.result_key.in_(set(keys)),
+            ObservationRecord.is_current.is_(True))):
+        previous.setdefault(old.result_key, []).append(old)
+    records = []
+    for key, obs in zip(keys, observations, strict=True):
+        records.append(ObservationRecord(
+            patient_id=patient.id, encounter_id=encounter.id if encounter else None,
+            message_id=message_id, result_key=key, set_id=obs.set_id[:16], code=obs.code[:128],
+            coding_system=obs.coding_system[:64], loinc=obs.loinc[:16],
+            display=obs.display[:400], sub_id=obs.sub_id[:32], value_type=obs.value_type[:8],
+            value_text=obs.value_text, value_num=obs.value_num, comparator=obs.comparator[:4],
+            units=obs.units[:64], reference_range=obs.reference_range[:128],
+            abnormal_flag=obs.abnormal_flag[:16], status=obs.status[:4],
+            observed_at=obs.observed_at,
+            # D: the result was deleted; keep the record of it, but it is no longer a result.
+            is_current=obs.status != "D"))
+    session.add_all(records)
     session.flush()
-    for old in previous:  # a correction (C), a final after a preliminary, a deletion
-        old.is_current = False
-        old.superseded_by_id = record.id
+    latest: dict[str, ObservationRecord] = {}
+    for key, record in zip(keys, records, strict=True):
+        # A correction (C), a final after a preliminary, a deletion: the newer one wins,
+        # also within one message.
+        for old in previous.get(key, []) + ([latest[key]] if key in latest else []):
+            old.is_current = False
+            old.superseded_by_id = record.id
+        latest[key] = record
 
 
 def _store_diagnosis(session: Session, patient: Patient, encounter: Encounter | None,
@@ -237,8 +256,7 @@ def apply_parsed(session: Session, message_id: int,
             _merge(session, patient, item.merged_identifiers)
             patient = session.get(Patient, patient.id) or patient
         encounter = _apply_visit(session, patient, item)
-        for obs in item.observations:
-            _store_observation(session, patient, encounter, message_id, obs)
+        _store_observations(session, patient, encounter, message_id, item.observations)
         for dx in item.diagnoses:
             _store_diagnosis(session, patient, encounter, message_id, dx.code, dx.coding_system,
                              dx.display, dx.diagnosed_at, dx.diagnosis_type)

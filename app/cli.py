@@ -69,6 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
+    p = sub.add_parser("engines", help="which inference engines are available, and why not")
+    _common(p)
+    p.add_argument("--model", default="t2d")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("score", help="score stored patients with the risk model")
+    _common(p)
+    p.add_argument("--mrn", action="append", default=[], help="patient identifier (repeatable)")
+    p.add_argument("--authority", action="append", default=[],
+                   help="assigning authority, paired with the --mrn in the same position")
+    p.add_argument("--all", action="store_true", help="every stored patient")
+    p.add_argument("--model", default="t2d")
+    p.add_argument("--engine", choices=["auto", "onnxruntime", "onnxruntime-int8"],
+                   default="auto", help="auto: run the selection and validation gate")
+    p.add_argument("--json", action="store_true", help="one JSON object per patient per line")
+
+    p = sub.add_parser("model", help="model tools")
+    model_sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    report = model_sub.add_parser("report", help="evaluation report (Markdown and PNGs)")
+    _common(report)
+    report.add_argument("model_id", metavar="MODEL")
+    report.add_argument("--out", type=Path, help="output folder (default: ./report-MODEL)")
+    report.add_argument("--patients", type=int, default=8000,
+                        help="held-out synthetic patients to generate")
+
     p = sub.add_parser("config", help="show the configuration file path and defaults")
     _common(p)
     p.add_argument("--default", action="store_true", help="print the default file")
@@ -311,6 +336,113 @@ def cmd_hl7_validate(args: argparse.Namespace) -> int:
     return worst
 
 
+def _engine_selection(config: Config, model: str, choice: str = "auto"):  # type: ignore[no-untyped-def]
+    from engines.card import load_card
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.select import Candidate, Selection, select_engine
+
+    card = load_card(model)
+    if choice == "auto":
+        return card, select_engine(card, config.data_dir / "engines")
+    engine = OnnxRuntimeEngine(card, "int8" if choice.endswith("int8") else "fp32")
+    engine.load()
+    return card, Selection(engine, [Candidate(engine.name, True, "chosen with --engine")])
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    config = _load(args)
+    card, selection = _engine_selection(config, args.model)
+    info = selection.engine.describe()
+    rows = [{"engine": c.name, "usable": c.usable, "reason": c.reason,
+             "gate": None if c.gate is None else {
+                 "patients": c.gate.patients, "max_abs_diff": round(c.gate.max_abs_diff, 6),
+                 "mean_kl": round(c.gate.mean_kl, 6), "auroc_drop": round(c.gate.auroc_drop, 5),
+                 "passed": c.gate.passed}} for c in selection.candidates]
+    if args.json:
+        print(json.dumps({"model": f"{card.id} {card.version}", "selected": info.name,
+                          "details": info.details, "candidates": rows}, indent=2))
+        return 0
+    print(f"model {card.id} {card.version}: using {info.name} ({info.precision}, "
+          f"{Path(info.model_file).name})")
+    for row in rows:
+        mark = "yes" if row["usable"] else "no "
+        print(f"  [{mark}] {row['engine']:24} {row['reason']}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from app.features import FeatureCache, utc_now
+    from app.scoring import Scorer
+    from app.store.models import Patient
+
+    if not args.all and not args.mrn:
+        print("clarion score: give --mrn MRN (repeatable) or --all", file=sys.stderr)
+        return 2
+    config = _load(args)
+    engine_db = _store(config)
+    card, selection = _engine_selection(config, args.model, args.engine)
+    scorer = Scorer(card, selection.engine, FeatureCache(engine_db))
+    targets: list[tuple[int, str, str]] = []
+    with Session(engine_db) as session:
+        if args.all:
+            for patient in session.scalars(select(Patient).where(
+                    Patient.merged_into_id.is_(None)).order_by(Patient.id)):
+                ident = patient.identifiers[0] if patient.identifiers else None
+                targets.append((patient.id, ident.value if ident else "",
+                                ident.authority if ident else ""))
+        for n, mrn in enumerate(args.mrn):
+            authority = args.authority[n] if n < len(args.authority) else None
+            found = find_by_identifier(session, mrn, authority)
+            if len(found) != 1:
+                print(f"clarion score: {mrn!r}: " + ("no such patient" if not found else
+                      "held by several authorities; give --authority"), file=sys.stderr)
+                return 1
+            targets.append((found[0].id, mrn, authority or found[0].identifiers[0].authority))
+    now = utc_now()
+    for patient_id, mrn, authority in targets:
+        result = scorer.score(patient_id, now)
+        latency = {k: round(v, 3) for k, v in result.latency_ms.items()}
+        if args.json:
+            print(json.dumps({
+                "mrn": mrn, "authority": authority,
+                "scores": [{"label": s.label, "risk": None if s.risk is None else round(s.risk, 4),
+                            "tier": s.tier, "factors": [f.words for f in s.factors],
+                            "finding": s.finding, "out_of_scope": s.out_of_scope}
+                           for s in result.scores],
+                "engine": result.engine, "model": result.model, "latency_ms": latency}))
+            continue
+        for s in result.scores:
+            risk = "n/a" if s.risk is None else f"{s.risk:.0%}"
+            print(f"{mrn} ({authority}): {s.display} risk {risk} within {card.horizon} — "
+                  f"{s.tier_words}")
+            for factor in s.factors:
+                print(f"    because: {factor.words}")
+            for note in (s.finding, s.out_of_scope):
+                if note:
+                    print(f"    note: {note}")
+        print(f"    engine {result.engine}, features {latency['features']} ms, "
+              f"inference {latency['inference']} ms")
+    return 0
+
+
+def cmd_model_report(args: argparse.Namespace) -> int:
+    from engines.card import load_card
+
+    try:
+        from engines.report import write_report
+        card = load_card(args.model_id)
+        path = write_report(card, args.out or Path(f"report-{card.id}"), args.patients)
+    except ImportError as exc:
+        print(f"clarion model report needs the report extra: pip install 'clarion[report]' "
+              f"({exc})", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"clarion model report: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.default:
         print(render_default_config())
@@ -327,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
-        "patient": cmd_patient_show, "hl7": cmd_hl7_validate,
+        "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
+        "score": cmd_score, "model": cmd_model_report,
     }
     if args.command is None:
         parser.print_help()

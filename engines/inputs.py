@@ -103,9 +103,10 @@ def encode(card: ModelCard, history: History, now: datetime) -> ModelInput:
                       ages.astype(np.float32), static)
 
 
-def collate(inputs: list[ModelInput]) -> dict[str, np.ndarray]:
-    """Pad a batch to its longest history (at least 1 event, code 0 = padding)."""
-    length = max(1, max(len(i.codes) for i in inputs))
+def collate(inputs: list[ModelInput], length: int | None = None) -> dict[str, np.ndarray]:
+    """Pad a batch to its longest history, or to `length` (at least 1; code 0 = padding)."""
+    longest = max(1, max(len(i.codes) for i in inputs))
+    length = max(longest, length or 0)
     batch = len(inputs)
     codes = np.zeros((batch, length), dtype=np.int64)
     values = np.zeros((batch, length), dtype=np.float32)

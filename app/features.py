@@ -1,0 +1,218 @@
+"""From the patient store to model inputs, cached per patient and updated incrementally.
+
+Code mapping (LOINC and ICD-10 → the model vocabulary), unit normalization to the card's
+units, implausible values dropped (a unit or entry error must not become a risk), and the
+facts the alert rules need (diabetes on record, the latest glycaemic results, when each
+screening test was last resulted). `FeatureCache` keeps each patient's canonical history
+as arrays and, when a message arrives, reads only the rows added since, so opening a
+patient does not recompute ten years of history.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import numpy as np
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.store.models import DiagnosisRecord, Encounter, ObservationRecord, Patient
+from engines.card import ModelCard
+from engines.inputs import History, ModelInput, encode, normalize
+
+# LOINC → (vocabulary name). Units are converted by `to_card_units`.
+LOINC: dict[str, str] = {
+    "4548-4": "hba1c", "17856-6": "hba1c", "4549-2": "hba1c", "59261-8": "hba1c",
+    "1558-6": "fpg", "76629-5": "fpg", "14771-0": "fpg",
+    "2345-7": "glucose", "2339-0": "glucose", "41653-7": "glucose",
+    "39156-5": "bmi", "8480-6": "sbp", "8462-4": "dbp",
+    "2093-3": "chol", "2085-9": "hdl", "13457-7": "ldl", "18262-6": "ldl", "2089-1": "ldl",
+    "2571-8": "tg",
+}
+# ICD-10 prefixes → vocabulary names (longest prefix wins).
+ICD10: dict[str, str] = {
+    "I10": "dx_htn", "I11": "dx_htn", "I12": "dx_htn", "I13": "dx_htn", "I15": "dx_htn",
+    "R73.0": "dx_prediabetes", "R73.9": "dx_prediabetes", "O24.4": "dx_gdm",
+    "Z86.32": "dx_gdm", "E28.2": "dx_pcos", "Z83.3": "dx_famhx", "E66": "dx_obesity",
+    "F20": "dx_smi", "F25": "dx_smi", "F31": "dx_smi",
+}
+DIABETES_ICD10 = ("E08", "E09", "E10", "E11", "E13", "E14")
+# CDC race codes (PID-10) → QDiabetes ethnicity groups.
+RACE: dict[str, str] = {
+    "2106-3": "white", "2029-7": "south_asian", "2030-5": "south_asian", "2031-3": "south_asian",
+    "2044-4": "south_asian", "2045-1": "south_asian", "2054-5": "black", "2058-6": "black",
+    "2060-2": "black", "2076-8": "other", "2028-9": "east_asian", "2034-7": "east_asian",
+    "2039-6": "east_asian", "2040-4": "east_asian", "2131-1": "other",
+}
+_GLUCOSE_MMOL = 18.016
+_UNIT_ALIASES = {"mg/dl": "mg/dL", "mmol/l": "mmol/L", "%": "%", "mmol/mol": "mmol/mol",
+                 "kg/m2": "kg/m2", "kg/m^2": "kg/m2", "kg/m²": "kg/m2", "mm[hg]": "mm[Hg]",
+                 "mmhg": "mm[Hg]", "mm hg": "mm[Hg]"}
+
+
+def to_card_units(name: str, value: float, unit: str, loinc: str = "") -> float | None:
+    """A value in the unit it was sent in → the card's canonical unit; None if unknown."""
+    unit = _UNIT_ALIASES.get(unit.strip().lower(), unit.strip())
+    if name == "hba1c":
+        if unit == "mmol/mol" or loinc == "59261-8":
+            return 0.09148 * value + 2.152  # IFCC → NGSP master equation
+        return value if unit in ("%", "") else None
+    if name in ("fpg", "glucose"):
+        return value if unit == "mg/dL" else value * _GLUCOSE_MMOL if unit == "mmol/L" else None
+    if name in ("chol", "hdl", "ldl"):
+        return value if unit == "mg/dL" else value * 38.67 if unit == "mmol/L" else None
+    if name == "tg":
+        return value if unit == "mg/dL" else value * 88.57 if unit == "mmol/L" else None
+    if name == "bmi":
+        return value if unit in ("kg/m2", "") else None
+    if name in ("sbp", "dbp"):
+        return value if unit in ("mm[Hg]", "") else None
+    return None
+
+
+def dx_name(code: str) -> str | None:
+    code = code.strip().upper()
+    best = ""
+    for prefix in ICD10:
+        if code.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    return ICD10.get(best) if best else None
+
+
+@dataclass
+class PatientFeatures:
+    """One patient's canonical history and the facts the alert rules read."""
+
+    patient_id: int
+    sex: str = ""
+    birth_date: date | None = None
+    ethnicity: str = ""
+    # Canonical events: (vocabulary name, epoch seconds, card-unit value or None, result key)
+    events: list[tuple[str, float, float | None, str]] = field(default_factory=list)
+    diabetes_on_record: bool = False
+    last_result_at: dict[str, datetime] = field(default_factory=dict)  # by LOINC
+    dropped_values: int = 0  # implausible or in units not understood
+    last_obs_id: int = 0
+    last_dx_id: int = 0
+    _history: History | None = None
+
+    def history(self, card: ModelCard) -> History:
+        """The arrays the encoder reads (rebuilt only after a change)."""
+        if self._history is None:
+            index = {name: i for i, name in enumerate(card.vocabulary)}
+            rows = [(index[n], t, normalize(card, n, v)) for n, t, v, _ in self.events
+                    if n in index]
+            rows = [r for r in rows if r[2] is not None]
+            rows.sort(key=lambda r: r[1])
+            self._history = History(
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)),
+                np.fromiter((r[2] for r in rows), dtype=np.float32, count=len(rows)),
+                self.sex, self.birth_date, self.ethnicity)
+        return self._history
+
+    def values_of(self, name: str) -> list[tuple[datetime, float]]:
+        """Every stored value of one input, newest first (corrections already applied)."""
+        found = [(datetime.fromtimestamp(t, UTC), v) for n, t, v, _ in self.events
+                 if n == name and v is not None]
+        return sorted(found, reverse=True)
+
+    def inputs(self, card: ModelCard, now: datetime) -> ModelInput:
+        return encode(card, self.history(card), now)
+
+
+def _to_epoch(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+class FeatureCache:
+    """Per-patient features, refreshed incrementally from the store. Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._entries: dict[int, PatientFeatures] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self, patient_id: int | None = None) -> None:
+        """Forget one patient (a merge moved history) or everyone."""
+        with self._lock:
+            if patient_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(patient_id, None)
+
+    def get(self, patient_id: int) -> PatientFeatures:
+        """The patient's features, with every row stored since the last call applied."""
+        with self._lock:
+            entry = self._entries.get(patient_id)
+            if entry is None:
+                entry = PatientFeatures(patient_id)
+                self._entries[patient_id] = entry
+            with Session(self._engine) as session:
+                self._refresh(session, entry)
+            return entry
+
+    def _refresh(self, session: Session, entry: PatientFeatures) -> None:
+        patient = session.get(Patient, entry.patient_id)
+        if patient is None:
+            raise KeyError(f"no patient {entry.patient_id}")
+        entry.sex, entry.birth_date = patient.sex, patient.birth_date
+        entry.ethnicity = RACE.get(patient.race.split("^")[0], "other" if patient.race else "")
+        changed = False
+        rows = session.scalars(select(ObservationRecord).where(
+            ObservationRecord.patient_id == entry.patient_id,
+            ObservationRecord.id > entry.last_obs_id).order_by(ObservationRecord.id)).all()
+        for row in rows:
+            entry.last_obs_id = max(entry.last_obs_id, row.id)
+            changed |= self._apply_observation(entry, row)
+        dxs = session.scalars(select(DiagnosisRecord).where(
+            DiagnosisRecord.patient_id == entry.patient_id,
+            DiagnosisRecord.id > entry.last_dx_id).order_by(DiagnosisRecord.id)).all()
+        for dx in dxs:
+            entry.last_dx_id = max(entry.last_dx_id, dx.id)
+            if dx.code.strip().upper().startswith(DIABETES_ICD10):
+                entry.diabetes_on_record = True
+            name = dx_name(dx.code)
+            when = _to_epoch(dx.diagnosed_at or dx.recorded_at)
+            if name and when is not None:
+                entry.events.append((name, when, None, f"dx:{dx.id}"))
+                changed = True
+        # Visits: few rows, re-read whole (a cancelled admission is no visit).
+        visits = session.execute(select(Encounter.id, Encounter.admitted_at, Encounter.status)
+                                 .where(Encounter.patient_id == entry.patient_id)).all()
+        visit_events = [("visit", when.timestamp(), None, f"visit:{eid}")
+                        for eid, when, status in visits if when and status != "cancelled"]
+        old_visits = [e for e in entry.events if e[0] == "visit"]
+        if sorted(old_visits) != sorted(visit_events):
+            entry.events = [e for e in entry.events if e[0] != "visit"] + visit_events
+            changed = True
+        if changed:
+            entry._history = None
+
+    def _apply_observation(self, entry: PatientFeatures, row: ObservationRecord) -> bool:
+        # Any newer row for the same result (correction, deletion) replaces the cached one.
+        before = len(entry.events)
+        entry.events = [e for e in entry.events if e[3] != row.result_key]
+        changed = len(entry.events) != before
+        if not row.is_current:
+            return changed
+        if row.loinc and row.observed_at is not None and row.value_num is not None:
+            last = entry.last_result_at.get(row.loinc)
+            if last is None or row.observed_at > last:
+                entry.last_result_at[row.loinc] = row.observed_at
+        name = LOINC.get(row.loinc)
+        if name is None or row.value_num is None or row.observed_at is None:
+            return changed
+        value = to_card_units(name, row.value_num, row.units, row.loinc)
+        if value is None or not math.isfinite(value):
+            entry.dropped_values += 1
+            return changed
+        entry.events.append((name, row.observed_at.timestamp(), value, row.result_key))
+        return True
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

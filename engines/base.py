@@ -1,0 +1,57 @@
+"""One interface for every inference runtime."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engines.card import ModelCard
+
+
+class EngineUnavailable(RuntimeError):
+    """This runtime cannot run here (not installed, no GPU, failed validation ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What an engine says about itself, for `clarion engines` and the status line."""
+
+    name: str  # e.g. "onnxruntime-cpu", "onnxruntime-cpu-int8", "tensorrt"
+    precision: str  # fp32, int8, fp16
+    model_file: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """Load a model from its card, warm it up, score batches of collated inputs."""
+
+    name: str = "engine"
+    precision: str = "fp32"
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+
+    @abstractmethod
+    def load(self) -> None:
+        """Prepare the runtime (may build or deserialize); raise EngineUnavailable."""
+
+    @abstractmethod
+    def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Risk per patient, shape [B], for inputs from `engines.inputs.collate`."""
+
+    @abstractmethod
+    def describe(self) -> EngineInfo:
+        """Name, precision, model file and runtime details."""
+
+    def warm_up(self, lengths: tuple[int, ...] = (1, 64, 512)) -> None:
+        """Run a few shapes once, so the first real patient is not the slow one."""
+        for n in lengths:
+            batch = {
+                "codes": np.ones((1, n), dtype=np.int64),
+                "values": np.zeros((1, n), dtype=np.float32),
+                "ages": np.linspace(0, 5, n, dtype=np.float32)[None, :],
+                "static": np.zeros((1, len(self.card.static)), dtype=np.float32),
+            }
+            self.infer(batch)

@@ -90,6 +90,31 @@ class IngestConfig(_Section):
         return value
 
 
+class AlertsConfig(_Section):
+    """When a risk becomes a banner."""
+
+    suppress_days: float = Field(30.0, ge=0, description="Do not show the same model and "
+                                 "patient again within this many days ...")
+    rise_margin: float = Field(0.10, ge=0, le=1, description="... unless the risk rose by at "
+                               "least this much (absolute, 0-1)")
+    max_per_hour: int = Field(6, ge=1, description="Banners per clinician per hour at most")
+    expire_after_s: float = Field(180.0, gt=0, description="An untouched banner expires")
+    dwell_view_s: float = Field(4.0, gt=0, description="A banner kept on screen this long "
+                                "with the window active counts as viewed")
+
+
+class WorkstationConfig(_Section):
+    """Who and where this is, and which patients open here (ADT routing)."""
+
+    name: str = Field("", description="Workstation name in the adoption log; empty: host name")
+    clinician: str = Field("", description="Clinician in the log; empty: the OS user")
+    department: str = Field("", description="Department in the log")
+    locations: list[str] = Field(default_factory=list, description="PV1-3 point-of-care "
+                                 "units routed here (e.g. ['ER', 'CLINIC'])")
+    providers: list[str] = Field(default_factory=list, description="PV1-7/PV1-17 provider "
+                                 "ids routed here")
+
+
 class LoggingConfig(_Section):
     """Log output. Logs never carry names, MRNs or results."""
 
@@ -109,6 +134,8 @@ class Config(_Section):
     listener: ListenerConfig = Field(default_factory=ListenerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    workstation: WorkstationConfig = Field(default_factory=WorkstationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
@@ -134,7 +161,7 @@ def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, dict[str, Any]], 
             continue
         section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
         raw: Any = value
-        if key in ("allowed_senders", "processing_ids"):
+        if key in ("allowed_senders", "processing_ids", "locations", "providers"):
             raw = [v.strip() for v in value.split(",") if v.strip()]
         nested.setdefault(section, {})[key] = raw
         origin[f"{section}.{key}"] = f"environment variable {name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -90,8 +91,11 @@ class PatientFeatures:
     sex: str = ""
     birth_date: date | None = None
     ethnicity: str = ""
-    # Canonical events: (vocabulary name, epoch seconds, card-unit value or None, result key)
-    events: list[tuple[str, float, float | None, str]] = field(default_factory=list)
+    # Canonical events by key (a result's result_key, "dx:<id>", "visit:<id>"):
+    # (vocabulary name, epoch seconds, card-unit value or None). Keyed, so a correction
+    # replaces its result in O(1).
+    events: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
+    visits: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
     diabetes_on_record: bool = False
     last_result_at: dict[str, datetime] = field(default_factory=dict)  # by LOINC
     dropped_values: int = 0  # implausible or in units not understood
@@ -103,7 +107,8 @@ class PatientFeatures:
         """The arrays the encoder reads (rebuilt only after a change)."""
         if self._history is None:
             index = {name: i for i, name in enumerate(card.vocabulary)}
-            rows = [(index[n], t, normalize(card, n, v)) for n, t, v, _ in self.events
+            rows = [(index[n], t, normalize(card, n, v))
+                    for n, t, v in chain(self.events.values(), self.visits.values())
                     if n in index]
             rows = [r for r in rows if r[2] is not None]
             rows.sort(key=lambda r: r[1])
@@ -116,7 +121,7 @@ class PatientFeatures:
 
     def values_of(self, name: str) -> list[tuple[datetime, float]]:
         """Every stored value of one input, newest first (corrections already applied)."""
-        found = [(datetime.fromtimestamp(t, UTC), v) for n, t, v, _ in self.events
+        found = [(datetime.fromtimestamp(t, UTC), v) for n, t, v in self.events.values()
                  if n == name and v is not None]
         return sorted(found, reverse=True)
 
@@ -178,25 +183,22 @@ class FeatureCache:
             name = dx_name(dx.code)
             when = _to_epoch(dx.diagnosed_at or dx.recorded_at)
             if name and when is not None:
-                entry.events.append((name, when, None, f"dx:{dx.id}"))
+                entry.events[f"dx:{dx.id}"] = (name, when, None)
                 changed = True
         # Visits: few rows, re-read whole (a cancelled admission is no visit).
         visits = session.execute(select(Encounter.id, Encounter.admitted_at, Encounter.status)
                                  .where(Encounter.patient_id == entry.patient_id)).all()
-        visit_events = [("visit", when.timestamp(), None, f"visit:{eid}")
-                        for eid, when, status in visits if when and status != "cancelled"]
-        old_visits = [e for e in entry.events if e[0] == "visit"]
-        if sorted(old_visits) != sorted(visit_events):
-            entry.events = [e for e in entry.events if e[0] != "visit"] + visit_events
+        visit_events = {f"visit:{eid}": ("visit", when.timestamp(), None)
+                        for eid, when, status in visits if when and status != "cancelled"}
+        if entry.visits != visit_events:
+            entry.visits = visit_events
             changed = True
         if changed:
             entry._history = None
 
     def _apply_observation(self, entry: PatientFeatures, row: ObservationRecord) -> bool:
         # Any newer row for the same result (correction, deletion) replaces the cached one.
-        before = len(entry.events)
-        entry.events = [e for e in entry.events if e[3] != row.result_key]
-        changed = len(entry.events) != before
+        changed = entry.events.pop(row.result_key, None) is not None
         if not row.is_current:
             return changed
         if row.loinc and row.observed_at is not None and row.value_num is not None:
@@ -210,7 +212,7 @@ class FeatureCache:
         if value is None or not math.isfinite(value):
             entry.dropped_values += 1
             return changed
-        entry.events.append((name, row.observed_at.timestamp(), value, row.result_key))
+        entry.events[row.result_key] = (name, row.observed_at.timestamp(), value)
         return True
 
 

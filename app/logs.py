@@ -20,6 +20,7 @@ inbox = logging.getLogger("clarion.inbox")
 ingest = logging.getLogger("clarion.ingest")
 store = logging.getLogger("clarion.store")
 cli = logging.getLogger("clarion.cli")
+alerts = logging.getLogger("clarion.alerts")
 
 _key: bytes = b"clarion-unkeyed"
 

@@ -122,7 +122,7 @@ def describe_group(group: str, names: tuple[str, ...], features: PatientFeatures
 
 
 def _has(features: PatientFeatures, name: str) -> bool:
-    return any(e[0] == name for e in features.events)
+    return any(e[0] == name for e in features.events.values())
 
 
 def _occlude(card: ModelCard, item: ModelInput, names: tuple[str, ...],

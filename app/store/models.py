@@ -218,3 +218,32 @@ class DiagnosisRecord(Base):
     diagnosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     diagnosis_type: Mapped[str] = mapped_column(String(8), default="")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertEvent(Base):
+    """The adoption log: one row per thing that happened to an alert. Append-only — the
+    migration installs triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        Index("ix_alert_events_alert", "alert_id"),
+        Index("ix_alert_events_patient_at", "patient_id", "at"),
+        Index("ix_alert_events_event_at", "event", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    workstation: Mapped[str] = mapped_column(String(128), default="")
+    clinician: Mapped[str] = mapped_column(String(128), default="")
+    department: Mapped[str] = mapped_column(String(128), default="")
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    model: Mapped[str] = mapped_column(String(64), default="")
+    label: Mapped[str] = mapped_column(String(64), default="")
+    risk: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tier: Mapped[str] = mapped_column(String(24), default="")
+    engine: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON: latency, screenings …

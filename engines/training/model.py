@@ -7,7 +7,7 @@ slots, and the model reads per-(bucket, code) mean values and counts, plus a
 exact latest value, time since it and presence per code (the inputs are most recent
 first, so the latest is the first occurrence). A linear path over those features sits
 beside the MLP ("wide and deep"), so the model starts from what a logistic regression on
-latest values knows and adds the trends the buckets show. That is one einsum over
+latest values knows and adds the trends the buckets show. That is one batched matrix product over
 the events (O(N·K·V), ~0.5 M multiply-adds at N = 2,048) followed by a small MLP, so the
 cost barely grows with history length, and the graph has a dynamic N with nothing baked in.
 """
@@ -46,9 +46,13 @@ class T2DNet(nn.Module):
         valid = (codes > 0).to(values.dtype)  # [B, N]
         slot = (codes.unsqueeze(-1) == self.slots).to(values.dtype) * valid.unsqueeze(-1)
         age = ages.unsqueeze(-1)
-        bucket = ((age >= self.lo) & (age < self.hi)).to(values.dtype)  # [B, N, K]
-        counts = torch.einsum("bnk,bnv->bkv", bucket, slot)
-        sums = torch.einsum("bnk,bnv->bkv", bucket, slot * values.unsqueeze(-1))
+        # Buckets laid out [B, K, N] so that aggregation is a batched MatMul (MLAS in ONNX
+        # Runtime), several times faster than the equivalent Einsum at 2,048 events.
+        row_age = ages.unsqueeze(1)
+        bucket = ((row_age >= self.lo.unsqueeze(-1)) & (row_age < self.hi.unsqueeze(-1))
+                  ).to(values.dtype)  # [B, K, N]
+        counts = torch.matmul(bucket, slot)  # [B, K, V]
+        sums = torch.matmul(bucket, slot * values.unsqueeze(-1))
         means = sums / counts.clamp(min=1.0)
         first = slot * (torch.cumsum(slot, dim=1) == 1).to(values.dtype)  # latest per code
         latest = (first * values.unsqueeze(-1)).sum(1)

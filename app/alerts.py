@@ -1,0 +1,248 @@
+"""Alert policy and the adoption log (no Qt).
+
+A score becomes a banner only if the policy says so, and every decision — shown or
+suppressed, and why — is written to the append-only `alert_events` table, as is everything
+that happens to a banner afterwards (displayed, viewed, acknowledged, dismissed with a
+reason, snoozed, expired) and, when a later result carries a recommended test, the closing
+of the loop (screening_completed).
+
+Policy, in order:
+1. Out of the model's intended use (diabetes on record) with no finding: nothing to show.
+2. Already screened: a recommended test resulted within the card's window (90 days) is
+   dropped from the recommendation and lowers the tier by one.
+3. Below every tier and no finding: nothing to show.
+4. Suppression: the same model and patient were shown within `suppress_days`, and the
+   risk has not risen by `rise_margin` since.
+5. Rate limit: this clinician has had `max_per_hour` banners in the last hour.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import platform
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from app import logs
+from app.config import AlertsConfig, WorkstationConfig
+from app.features import PatientFeatures
+from app.scoring import Score, ScoreResult
+from engines.card import ModelCard
+
+
+class AlertEventType(StrEnum):
+    GENERATED = "generated"  # the policy decided to show it
+    SUPPRESSED = "suppressed"  # the policy decided not to, with the reason
+    DISPLAYED = "displayed"  # painted on screen
+    VIEWED = "viewed"  # Details opened, or on screen for the dwell time with focus
+    ACKNOWLEDGED = "acknowledged"
+    DISMISSED = "dismissed"  # with a coded reason
+    SNOOZED = "snoozed"
+    EXPIRED = "expired"
+    SCREENING_COMPLETED = "screening_completed"
+
+
+class DismissReason(StrEnum):
+    """Coded dismissal reasons (after CDS Hooks' overrideReasons)."""
+
+    ALREADY_SCREENED = "already-screened"
+    NOT_RELEVANT = "not-relevant"
+    PATIENT_DECLINED = "patient-declined"
+    OTHER = "other"
+
+
+DISMISS_WORDS = {DismissReason.ALREADY_SCREENED: "Already screened",
+                 DismissReason.NOT_RELEVANT: "Not relevant for this patient",
+                 DismissReason.PATIENT_DECLINED: "Patient declined",
+                 DismissReason.OTHER: "Other"}
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A screening to order, with its codes and the guideline behind it."""
+
+    key: str
+    name: str
+    loinc: tuple[str, ...]
+    source: str
+
+
+@dataclass
+class Alert:
+    """What the banner shows: everything a doctor needs to act, and to trust it."""
+
+    alert_id: str
+    patient_id: int
+    patient_name: str
+    birth_date: str
+    mrn: str
+    score: Score
+    tier: str
+    tier_words: str
+    model: str
+    engine: str
+    recommendations: list[Recommendation]
+    already_done: list[str]
+    generated_at: datetime
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> str:
+        if self.score.risk is None:
+            return self.score.finding
+        return (f"{self.score.display} risk {self.score.risk:.0%} within 12 months — "
+                f"{self.tier_words}")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    show: bool
+    reason: str
+    tier: str
+    tier_words: str
+    recommendations: tuple[Recommendation, ...]
+    already_done: tuple[str, ...]
+
+
+def identity(config: WorkstationConfig) -> tuple[str, str, str]:
+    """(workstation, clinician, department) for the log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return (config.name or platform.node() or "workstation", config.clinician or user,
+            config.department)
+
+
+class AdoptionLog:
+    """Appends alert events. Never updates or deletes (the database refuses both)."""
+
+    def __init__(self, engine: Engine, workstation: WorkstationConfig) -> None:
+        self._engine = engine
+        self.workstation, self.clinician, self.department = identity(workstation)
+
+    def record(self, alert_id: str, event: AlertEventType, patient_id: int, *,
+               at: datetime, model: str = "", label: str = "", risk: float | None = None,
+               tier: str = "", engine: str = "", reason: str = "", comment: str = "",
+               detail: dict[str, Any] | None = None) -> None:
+        from app.store.models import AlertEvent
+
+        with Session(self._engine) as session, session.begin():
+            session.add(AlertEvent(
+                alert_id=alert_id, event=event.value, at=at, workstation=self.workstation,
+                clinician=self.clinician, department=self.department, patient_id=patient_id,
+                model=model, label=label, risk=risk, tier=tier, engine=engine, reason=reason,
+                comment=comment, detail=json.dumps(detail or {}, sort_keys=True)))
+        logs.alerts.info("alert %s %s%s", alert_id[:8], event.value,
+                         f" ({reason})" if reason else "")
+
+    def last_shown(self, patient_id: int, model: str) -> tuple[datetime, float | None] | None:
+        from app.store.models import AlertEvent
+
+        with Session(self._engine) as session:
+            row = session.execute(
+                select(AlertEvent.at, AlertEvent.risk)
+                .where(AlertEvent.patient_id == patient_id, AlertEvent.model == model,
+                       AlertEvent.event == AlertEventType.GENERATED.value)
+                .order_by(AlertEvent.at.desc()).limit(1)).first()
+        return None if row is None else (row[0], row[1])
+
+    def shown_since(self, since: datetime) -> int:
+        from app.store.models import AlertEvent
+
+        with Session(self._engine) as session:
+            return int(session.scalar(select(func.count()).where(
+                AlertEvent.clinician == self.clinician,
+                AlertEvent.event == AlertEventType.GENERATED.value,
+                AlertEvent.at >= since)) or 0)
+
+    def open_recommendations(self, patient_id: int, since: datetime) -> list[tuple[str, list[str]]]:
+        """(alert id, recommended LOINC codes) of this patient's alerts not yet followed up."""
+        from app.store.models import AlertEvent
+
+        with Session(self._engine) as session:
+            rows = session.execute(select(AlertEvent.alert_id, AlertEvent.event,
+                                          AlertEvent.detail).where(
+                AlertEvent.patient_id == patient_id, AlertEvent.at >= since,
+                AlertEvent.event.in_([AlertEventType.GENERATED.value,
+                                      AlertEventType.SCREENING_COMPLETED.value]))).all()
+        done = {r.alert_id for r in rows if r.event == AlertEventType.SCREENING_COMPLETED.value}
+        out = []
+        for r in rows:
+            if r.event == AlertEventType.GENERATED.value and r.alert_id not in done:
+                out.append((r.alert_id, json.loads(r.detail).get("screening_loinc", [])))
+        return out
+
+
+_LOWER = {"high": "elevated", "elevated": "low"}
+
+
+class AlertPolicy:
+    """Decides whether a score is shown, with the reason, from the card and the log."""
+
+    def __init__(self, card: ModelCard, config: AlertsConfig, log: AdoptionLog) -> None:
+        self.card = card
+        self.config = config
+        self.log = log
+
+    def decide(self, score: Score, features: PatientFeatures, now: datetime) -> Decision:
+        card = self.card
+        tier_name = score.tier
+        tier = next((t for t in card.tiers if t.name == tier_name), None)
+        wanted = [card.screenings[s] for s in tier.screenings] if tier else \
+            ([card.screenings["hba1c"]] if score.finding and "hba1c" in card.screenings else [])
+        window = timedelta(days=card.already_screened_days)
+        done, todo = [], []
+        for screening in wanted:
+            recent = [features.last_result_at[c] for c in screening.loinc
+                      if c in features.last_result_at]
+            if recent and now - max(recent) <= window:
+                done.append(f"{screening.name} resulted {max(recent):%Y-%m-%d}")
+            else:
+                todo.append(Recommendation(screening.key, screening.name, screening.loinc,
+                                           screening.source))
+        if done and tier_name in _LOWER:
+            tier_name = _LOWER[tier_name]
+        words = next((t.words for t in card.tiers if t.name == tier_name), "Low risk")
+
+        def no(reason: str) -> Decision:
+            return Decision(False, reason, tier_name, words, tuple(todo), tuple(done))
+
+        if score.risk is None and not score.finding:
+            return no(score.out_of_scope or "no risk computed")
+        if tier_name not in ("high", "elevated") and not score.finding:
+            return no("already screened: " + "; ".join(done) if done else
+                      f"risk {score.risk:.0%} below every tier")
+        model = f"{card.id} {card.version}"
+        last = self.log.last_shown(features.patient_id, model)
+        if last is not None and now - last[0] < timedelta(days=self.config.suppress_days):
+            risen = (score.risk or 0) - (last[1] or 0)
+            if risen < self.config.rise_margin:
+                return no(f"shown {last[0]:%Y-%m-%d %H:%M} UTC at "
+                          f"{(last[1] or 0):.0%}; risk has not risen by "
+                          f"{self.config.rise_margin:.0%} since")
+        if self.log.shown_since(now - timedelta(hours=1)) >= self.config.max_per_hour:
+            return no(f"rate limit: {self.config.max_per_hour} banners this hour for "
+                      "this clinician")
+        reason = "shown" + (f"; already screened: {'; '.join(done)}" if done else "")
+        return Decision(True, reason, tier_name, words, tuple(todo), tuple(done))
+
+
+def new_alert_id() -> str:
+    return str(uuid.uuid4())
+
+
+def alert_detail(result: ScoreResult, decision: Decision, extra_latency: dict[str, float]
+                 ) -> dict[str, Any]:
+    return {"latency_ms": {**extra_latency, **result.latency_ms},
+            "screenings": [r.key for r in decision.recommendations],
+            "screening_loinc": sorted({c for r in decision.recommendations for c in r.loinc}),
+            "already_done": list(decision.already_done),
+            "factors": [f.words for s in result.scores for f in s.factors]}

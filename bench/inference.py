@@ -1,0 +1,196 @@
+"""Inference latency by history length, and feature extraction cold vs cached.
+
+    .venv/bin/pip install -e '.[train]'      # PyTorch for the eager comparison
+    .venv/bin/python bench/inference.py
+
+One patient per call (what opening a patient costs), single process, 2 intra-op threads.
+Engines: ONNX Runtime FP32 (the reference), ONNX Runtime INT8 (Q/DQ), and PyTorch eager
+running the same weights (loaded from the ONNX file's initializers). Also the occlusion
+call the app makes for the top factors (13 rows), and AUROC of each on the card's
+validation patients. Features: a patient with N stored results in a real SQLite store;
+"cold" builds the feature cache entry from the store, "cached" is the incremental refresh
+(no new rows) plus encoding — what happens when the doctor opens the patient.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import logs  # noqa: E402
+from app.features import FeatureCache  # noqa: E402
+from app.store.db import open_store  # noqa: E402
+from engines.card import load_card  # noqa: E402
+from engines.inputs import ModelInput, collate  # noqa: E402
+from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from engines.validation import auroc, load_validation, score_all  # noqa: E402
+
+LENGTHS = (16, 128, 512, 2048)
+NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    for _ in range(20):
+        fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), percentile(times, 99)
+
+
+def history(card, n: int, seed: int) -> ModelInput:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    return ModelInput(rng.integers(1, len(card.vocabulary), n).astype(np.int64),
+                      rng.normal(0, 1, n).astype(np.float32),
+                      np.sort(rng.uniform(0, 10, n)).astype(np.float32),
+                      rng.normal(0, 1, len(card.static)).astype(np.float32))
+
+
+def torch_engine(card):  # type: ignore[no-untyped-def]
+    try:
+        import onnx
+        import torch
+        from onnx import numpy_helper
+
+        from engines.training.model import T2DNet
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    model = T2DNet(len(card.vocabulary), len(card.static))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in onnx.load(str(card.path("fp32"))).graph.initializer}
+    state = model.state_dict()
+    model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
+    model.eval()
+
+    def infer(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            out = model(*(torch.from_numpy(batch[k]) for k in ("codes", "values", "ages",
+                                                                 "static")))
+        return out.numpy().reshape(-1)
+    return infer
+
+
+def store_patient(card, n: int):  # type: ignore[no-untyped-def]
+    """A real SQLite store holding one patient with n results over ten years."""
+    from sqlalchemy.orm import Session
+
+    from app.store.models import InboxMessage, ObservationRecord, Patient
+
+    folder = Path(tempfile.mkdtemp())
+    engine = open_store(f"sqlite:///{folder / 'bench.db'}")
+    rng = np.random.default_rng(n)
+    loincs = [("4548-4", "%", 5.8, 0.5), ("2345-7", "mg/dL", 110, 20),
+              ("39156-5", "kg/m2", 30, 4), ("8480-6", "mm[Hg]", 130, 15),
+              ("8462-4", "mm[Hg]", 80, 10), ("2093-3", "mg/dL", 200, 30)]
+    with Session(engine) as session, session.begin():
+        patient = Patient(family_name="Bench", given_name="Pat", sex="F",
+                          birth_date=datetime(1960, 1, 1).date())
+        session.add(patient)
+        message = InboxMessage(content_hash="bench", raw=b"", status="processed")
+        session.add(message)
+        session.flush()
+        for i in range(n):
+            code, unit, mean, sd = loincs[i % len(loincs)]
+            when = NOW - timedelta(days=float(rng.uniform(0, 3650)))
+            session.add(ObservationRecord(
+                patient_id=patient.id, message_id=message.id, result_key=f"k{i}", code=code,
+                coding_system="LOINC", loinc=code, value_type="NM",
+                value_num=float(rng.normal(mean, sd)), units=unit, status="F",
+                observed_at=when, is_current=True))
+        patient_id = patient.id
+    return engine, patient_id
+
+
+def main() -> None:
+    logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
+    card = load_card("t2d")
+    engines = {"ORT FP32": OnnxRuntimeEngine(card, "fp32").infer,
+               "ORT INT8": OnnxRuntimeEngine(card, "int8").infer}
+    eager = torch_engine(card)
+    if eager is not None:
+        engines["PyTorch eager"] = eager
+    else:
+        print("PyTorch not installed: the eager column is missing (pip install -e '.[train]')")
+    runs = 300
+    rows = []
+    for n in LENGTHS:
+        batch = collate([history(card, n, n)])
+        occlusion = collate([history(card, n, n + i) for i in range(13)])
+        result = {name: timed(lambda f=f: f(batch), runs) for name, f in engines.items()}
+        result_occ = {name: timed(lambda f=f: f(occlusion), runs // 3)
+                      for name, f in engines.items()}
+        rows.append((n, result, result_occ))
+
+    print(f"\nInference, one patient per call ({runs} runs after warm-up), milliseconds\n")
+    names = list(engines)
+    head = " | ".join(f"{m} p50 | {m} p99" for m in names)
+    print(f"| events | {head} | eager / FP32 (p50) | eager / INT8 (p50) |")
+    print("|---:|" + "---:|" * (2 * len(names) + 2))
+    for n, result, _ in rows:
+        cells = " | ".join(f"{result[m][0]:.3f} | {result[m][1]:.3f}" for m in names)
+        ratio = (f"{result['PyTorch eager'][0] / result['ORT FP32'][0]:.1f}x | "
+                 f"{result['PyTorch eager'][0] / result['ORT INT8'][0]:.1f}x"
+                 if eager else "n/a | n/a")
+        print(f"| {n} | {cells} | {ratio} |")
+    print("\nWith top factors (the app's call: patient + 12 occlusions, batch of 13)\n")
+    print(f"| events | {head} |")
+    print("|---:|" + "---:|" * (2 * len(names)))
+    for n, _, result in rows:
+        print(f"| {n} | " + " | ".join(f"{result[m][0]:.3f} | {result[m][1]:.3f}"
+                                       for m in names) + " |")
+
+    inputs, labels = load_validation(card)
+    print(f"\nAUROC on the card's {len(inputs)} validation patients\n")
+    print("| engine | AUROC | max abs diff vs FP32 |\n|---|---:|---:|")
+    reference = score_all(OnnxRuntimeEngine(card), inputs)
+    for name, f in engines.items():
+        risks = np.concatenate([f(collate(inputs[i:i + 256])) for i in range(0, len(inputs), 256)])
+        print(f"| {name} | {auroc(labels, risks):.4f} | {np.max(np.abs(risks - reference)):.2e} |")
+
+    print("\nFeatures from a real SQLite store, then encode; and features + inference "
+          "(ORT FP32, with factors)\n")
+    print("| stored results | cold p50 | cold p99 | cached p50 | cached p99 | "
+          "cached + inference p50 | cached + inference p99 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    fp32 = OnnxRuntimeEngine(card)
+    for n in LENGTHS:
+        engine, patient_id = store_patient(card, n)
+
+        def cold() -> None:
+            FeatureCache(engine).get(patient_id).inputs(card, NOW)
+
+        cache = FeatureCache(engine)
+        cache.get(patient_id)
+
+        def cached() -> None:
+            cache.get(patient_id).inputs(card, NOW)
+
+        def cached_and_infer() -> None:
+            item = cache.get(patient_id).inputs(card, NOW)
+            fp32.infer(collate([item] * 13))
+
+        c50, c99 = timed(cold, 50)
+        w50, w99 = timed(cached, 300)
+        t50, t99 = timed(cached_and_infer, 300)
+        print(f"| {n} | {c50:.2f} | {c99:.2f} | {w50:.3f} | {w99:.3f} | {t50:.3f} | {t99:.3f} |")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -215,21 +215,22 @@ class AlertPolicy:
         def no(reason: str) -> Decision:
             return Decision(False, reason, tier_name, words, tuple(todo), tuple(done))
 
+        # Reasons start with a code ("code: words") so the log can be counted by reason.
         if score.risk is None and not score.finding:
-            return no(score.out_of_scope or "no risk computed")
+            return no(f"out-of-scope: {score.out_of_scope or 'no risk computed'}")
         if tier_name not in ("high", "elevated") and not score.finding:
-            return no("already screened: " + "; ".join(done) if done else
-                      f"risk {score.risk:.0%} below every tier")
+            return no("already-screened: " + "; ".join(done) if done else
+                      f"below-tiers: risk {score.risk:.0%} below every tier")
         model = f"{card.id} {card.version}"
         last = self.log.last_shown(features.patient_id, model)
         if last is not None and now - last[0] < timedelta(days=self.config.suppress_days):
             risen = (score.risk or 0) - (last[1] or 0)
             if risen < self.config.rise_margin:
-                return no(f"shown {last[0]:%Y-%m-%d %H:%M} UTC at "
+                return no(f"recently-shown: shown {last[0]:%Y-%m-%d %H:%M} UTC at "
                           f"{(last[1] or 0):.0%}; risk has not risen by "
                           f"{self.config.rise_margin:.0%} since")
         if self.log.shown_since(now - timedelta(hours=1)) >= self.config.max_per_hour:
-            return no(f"rate limit: {self.config.max_per_hour} banners this hour for "
+            return no(f"rate-limit: {self.config.max_per_hour} banners this hour for "
                       "this clinician")
         reason = "shown" + (f"; already screened: {'; '.join(done)}" if done else "")
         return Decision(True, reason, tier_name, words, tuple(todo), tuple(done))

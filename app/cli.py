@@ -94,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--patients", type=int, default=8000,
                         help="held-out synthetic patients to generate")
 
+    p = sub.add_parser("demo", help="the app on a throwaway profile with a synthetic feed")
+    _common(p)
+    p.add_argument("--headless", action="store_true",
+                   help="no screen: print each alert and its log entries")
+
+    p = sub.add_parser("open", help="open a patient in the running app (EHR launch)")
+    _common(p)
+    p.add_argument("--mrn", required=True)
+    p.add_argument("--authority")
+
+    p = sub.add_parser("stats", help="adoption: alerts, view rate, dismissals, follow-through")
+    _common(p)
+    p.add_argument("--since", default="30d", help="window, e.g. 30d, 12h, 2w (default 30d)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("app", help="the desktop app (what `clarion` with no command runs)")
+    _common(p)
+    p.add_argument("link", nargs="?", help="a clarion://open?mrn=… link")
+
     p = sub.add_parser("config", help="show the configuration file path and defaults")
     _common(p)
     p.add_argument("--default", action="store_true", help="print the default file")
@@ -443,6 +462,50 @@ def cmd_model_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import demo_config, run_headless
+
+    config = demo_config(load_config(args.config))
+    logs.setup_logging("WARNING", config.data_dir / "logs" / "clarion.log")
+    logs.load_pseudonym_key(config.data_dir)
+    if args.headless:
+        run_headless(config)
+        return 0
+    from ui.app import run_app
+
+    return run_app(config, [], demo=True)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from ui.app import run_app
+
+    config = _load(args)
+    return run_app(config, [args.link] if getattr(args, "link", None) else [])
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from ui.app import run_app
+
+    config = _load(args)
+    request = ["--mrn", args.mrn] + (["--authority", args.authority] if args.authority else [])
+    return run_app(config, request)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from app.stats import adoption, parse_since, render
+    from app.store.models import utcnow
+
+    try:
+        span = parse_since(args.since)
+    except ValueError as exc:
+        print(f"clarion stats: {exc}", file=sys.stderr)
+        return 2
+    config = _load(args)
+    figures = adoption(_store(config), utcnow() - span)
+    print(json.dumps(figures, indent=2) if args.json else render(figures))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.default:
         print(render_default_config())
@@ -456,15 +519,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("clarion://"):  # the OS hands a launch link over as is
+        argv = ["app", *argv]
+    args = parser.parse_args(argv or ["app"])
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
-        "score": cmd_score, "model": cmd_model_report,
+        "score": cmd_score, "model": cmd_model_report, "demo": cmd_demo, "open": cmd_open,
+        "stats": cmd_stats, "app": cmd_app,
     }
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

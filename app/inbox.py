@@ -53,6 +53,7 @@ class _Pending:
     assessment: Assessment
     key: tuple[str, str, str, str]
     future: Future[Receipt]
+    received_at: datetime
 
 
 class InboxClosed(RuntimeError):
@@ -98,7 +99,8 @@ class DurableInbox:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, raw: bytes, peer: str, assessment: Assessment) -> Future[Receipt]:
+    def submit(self, raw: bytes, peer: str, assessment: Assessment,
+               received_at: datetime | None = None) -> Future[Receipt]:
         """Queue a message for the next commit; the future resolves once it is durable."""
         future: Future[Receipt] = Future()
         if self._closed.is_set():
@@ -109,7 +111,7 @@ class DurableInbox:
                header.sending_facility if header else "",
                assessment.control_id,
                hashlib.sha256(raw).hexdigest())
-        self._queue.put(_Pending(raw, peer, assessment, key, future))
+        self._queue.put(_Pending(raw, peer, assessment, key, future, received_at or utcnow()))
         return future
 
     def _run(self) -> None:
@@ -188,7 +190,7 @@ class DurableInbox:
                 code = {Outcome.ACCEPT: ("CA", "AA"), Outcome.ERROR: ("CE", "AE"),
                         Outcome.REJECT: ("CR", "AR")}[assessment.outcome][0 if enhanced else 1]
                 row = InboxMessage(
-                    received_at=now, peer=item.peer[:64],
+                    received_at=item.received_at, peer=item.peer[:64],
                     sending_application=item.key[0][:227], sending_facility=item.key[1][:227],
                     control_id=item.key[2][:199], content_hash=item.key[3],
                     message_type=header.message_type[:16] if header else "",

@@ -48,8 +48,10 @@ class PatientChanged:
     message_type: str
     trigger: str
     loincs: tuple[str, ...]  # LOINC codes of the results it brought
-    received_at: datetime
+    received_at: datetime  # the frame's arrival
     processed_at: datetime
+    location: str = ""  # PV1-3 point of care (ADT), for routing to a workstation
+    providers: tuple[str, ...] = ()  # PV1-7 attending, PV1-17 admitting
 
 
 def feed_timezone(name: str) -> tzinfo:
@@ -182,8 +184,15 @@ class Processor:
         loincs = tuple(sorted({o.loinc for p in parsed for o in p.observations if o.loinc}))
         logs.ingest.debug("processed %s^%s control id %r for %s", row.message_type,
                           row.trigger, row.control_id, row.patient_key)
-        return [PatientChanged(pid, row.id, row.message_type, row.trigger, loincs,
-                               row.received_at, now) for pid in patient_ids]
+        changes = []
+        for pid, item in zip(patient_ids, parsed, strict=True):
+            visit = item.visit
+            changes.append(PatientChanged(
+                pid, row.id, row.message_type, row.trigger, loincs, row.received_at, now,
+                location=visit.location if visit else "",
+                providers=tuple(p for p in (visit.attending, visit.admitting) if p)
+                if visit else ()))
+        return changes
 
     def _fail(self, row: InboxMessage, error: str, now: datetime, *, final: bool) -> None:
         row.attempts += 1

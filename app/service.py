@@ -16,6 +16,7 @@ from app import logs
 from app.config import Config
 from app.inbox import DurableInbox
 from app.ingest import PatientChanged, Processor
+from app.store.models import utcnow
 from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import assess
 from integrations.mllp import ListenerThread, MllpServer, ServerLimits
@@ -50,10 +51,12 @@ class IngestService:
     async def handle(self, raw: bytes, peer: str) -> bytes:
         """One frame in, one ACK out — after the message is durably in the inbox."""
         started = time.perf_counter()
+        arrived = utcnow()
         assessment = assess(raw, self._processing_ids)
         duplicate = False
         try:
-            receipt = await asyncio.wrap_future(self.inbox.submit(raw, peer, assessment))
+            receipt = await asyncio.wrap_future(
+                self.inbox.submit(raw, peer, assessment, arrived))
             outcome, errors, duplicate = receipt.outcome, receipt.errors, receipt.duplicate
         except Exception as exc:  # not stored: say so, so the sender keeps it and resends
             logs.listener.error("control id %r from %s NOT stored (%s); answering reject",

@@ -1,0 +1,210 @@
+"""The open-patient context and the path from a new result to an alert (no Qt).
+
+`ClinicService` is what the desktop app and the headless demo run around the ingest
+service: it knows which patients are open on this workstation (ADT routing, EHR launch,
+by hand), scores a patient when it is opened and when a new result for it arrives, asks
+the policy, logs the decision, and hands alerts to whoever listens (the Qt bridge). It
+also closes the loop: a later result carrying a recommended test is logged as
+screening_completed, for any patient.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, or_, select
+from sqlalchemy.orm import Session
+
+from app import logs
+from app.alerts import (
+    AdoptionLog,
+    Alert,
+    AlertEventType,
+    AlertPolicy,
+    alert_detail,
+    new_alert_id,
+)
+from app.config import Config
+from app.features import FeatureCache
+from app.ingest import PatientChanged
+from app.scoring import Scorer
+from app.store.models import Patient, PatientIdentifier, utcnow
+from app.store.patients import find_by_identifier
+from engines.card import ModelCard
+from engines.select import Selection
+
+OPENING_TRIGGERS = ("A01", "A04", "A02")
+CLOSING_TRIGGERS = ("A03",)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPatient:
+    """A patient open on this workstation."""
+
+    patient_id: int
+    name: str
+    birth_date: str
+    mrn: str
+    opened_at: datetime
+    source: str  # "adt", "launch", "manual"
+
+
+class ClinicService:
+    """Open patients, scoring on open and on new results, policy, adoption log."""
+
+    def __init__(self, config: Config, engine: Engine, card: ModelCard,
+                 selection: Selection) -> None:
+        self.config = config
+        self.engine = engine
+        self.card = card
+        self.selection = selection
+        self.features = FeatureCache(engine)
+        self.scorer = Scorer(card, selection.engine, self.features)
+        self.log = AdoptionLog(engine, config.workstation)
+        self.policy = AlertPolicy(card, config.alerts, self.log)
+        self.model = f"{card.id} {card.version}"
+        self._open: dict[int, OpenPatient] = {}
+        self._lock = threading.RLock()
+        self.on_alert: list[Callable[[Alert], None]] = []
+        self.on_open_changed: list[Callable[[list[OpenPatient]], None]] = []
+        self.last_message_at: datetime | None = None
+        self.messages_seen = 0
+
+    # -- the open-patient context ----------------------------------------------------
+    @property
+    def open_patients(self) -> list[OpenPatient]:
+        with self._lock:
+            return sorted(self._open.values(), key=lambda p: p.opened_at, reverse=True)
+
+    def _describe(self, patient_id: int) -> tuple[str, str, str]:
+        with Session(self.engine) as session:
+            patient = session.get(Patient, patient_id)
+            if patient is None:
+                raise KeyError(f"no patient {patient_id}")
+            idents = sorted(patient.identifiers, key=lambda i: (i.type_code != "MR", i.id))
+            mrn = f"{idents[0].value} ({idents[0].authority})" if idents else "?"
+            name = f"{patient.family_name.upper()}, {patient.given_name}".strip(", ")
+            return name, patient.birth_date.isoformat() if patient.birth_date else "?", mrn
+
+    def open_patient(self, patient_id: int, source: str, now: datetime | None = None,
+                     received_at: datetime | None = None) -> Alert | None:
+        """Open (or re-open) a patient and score them now."""
+        now = now or utcnow()
+        name, dob, mrn = self._describe(patient_id)
+        with self._lock:
+            if patient_id not in self._open:
+                self._open[patient_id] = OpenPatient(patient_id, name, dob, mrn, now, source)
+                logs.alerts.info("patient %s opened (%s)", patient_id, source)
+            listeners = list(self.on_open_changed)
+        for listener in listeners:
+            listener(self.open_patients)
+        return self.evaluate(patient_id, now, received_at)
+
+    def open_by_identifier(self, mrn: str, authority: str | None, source: str) -> Alert | None:
+        """EHR launch: `clarion open --mrn` or `clarion://open?mrn=…&authority=…`."""
+        with Session(self.engine) as session:
+            found = find_by_identifier(session, mrn, authority)
+        if len(found) != 1:
+            raise LookupError(f"patient {mrn!r}" + (f" ({authority})" if authority else "")
+                              + (" not found" if not found else
+                                 " is ambiguous across authorities; give the authority"))
+        return self.open_patient(found[0].id, source)
+
+    def close_patient(self, patient_id: int) -> None:
+        with self._lock:
+            closed = self._open.pop(patient_id, None) is not None
+            listeners = list(self.on_open_changed)
+        if closed:
+            for listener in listeners:
+                listener(self.open_patients)
+
+    def search(self, text: str, limit: int = 20) -> list[tuple[int, str, str, str]]:
+        """By hand: patients whose name or identifier matches `text`."""
+        like = f"%{text.strip()}%"
+        with Session(self.engine) as session:
+            ids = session.scalars(select(Patient.id).outerjoin(PatientIdentifier).where(
+                Patient.merged_into_id.is_(None),
+                or_(Patient.family_name.ilike(like), Patient.given_name.ilike(like),
+                    PatientIdentifier.value.ilike(like))).distinct().limit(limit)).all()
+        return [(pid, *self._describe(pid)) for pid in ids]
+
+    def _routed_here(self, change: PatientChanged) -> bool:
+        ws = self.config.workstation
+        unit = change.location.split("^")[0]
+        return bool((unit and unit in ws.locations) or
+                    set(change.providers) & set(ws.providers))
+
+    # -- the feed ---------------------------------------------------------------------
+    def on_patient_changed(self, change: PatientChanged) -> None:
+        """Called by the ingest processor after each committed message."""
+        self.last_message_at = change.processed_at
+        self.messages_seen += 1
+        if change.trigger == "A40":
+            self.features.invalidate()
+        if change.message_type == "ADT" and self._routed_here(change):
+            if change.trigger in OPENING_TRIGGERS:
+                self.open_patient(change.patient_id, "adt", received_at=change.received_at)
+                return
+            if change.trigger in CLOSING_TRIGGERS:
+                self.close_patient(change.patient_id)
+                return
+        if change.loincs:
+            self._close_loop(change)
+        with self._lock:
+            is_open = change.patient_id in self._open
+        if is_open and change.message_type == "ORU":
+            self.evaluate(change.patient_id, utcnow(), change.received_at)
+
+    def _close_loop(self, change: PatientChanged) -> None:
+        since = change.processed_at.replace(year=change.processed_at.year - 1)
+        for alert_id, loincs in self.log.open_recommendations(change.patient_id, since):
+            done = sorted(set(loincs) & set(change.loincs))
+            if done:
+                self.log.record(alert_id, AlertEventType.SCREENING_COMPLETED, change.patient_id,
+                                at=change.processed_at, model=self.model,
+                                reason="result received: " + ", ".join(done))
+
+    # -- scoring and policy -----------------------------------------------------------
+    def evaluate(self, patient_id: int, now: datetime,
+                 received_at: datetime | None = None) -> Alert | None:
+        """Score, decide, log the decision; return (and announce) the alert if shown."""
+        started = time.perf_counter()
+        with self._lock:
+            result = self.scorer.score(patient_id, now)
+            features = self.features.get(patient_id)
+            [score] = result.scores
+            decision = self.policy.decide(score, features, now)
+            alert_id = new_alert_id()
+            t_policy = (time.perf_counter() - started) * 1000 - sum(result.latency_ms.values())
+            extra = {"policy": round(max(t_policy, 0.0), 3)}
+            if received_at is not None:
+                extra["received_to_scoring"] = round(
+                    (now - received_at).total_seconds() * 1000, 3)
+            detail = alert_detail(result, decision, extra)
+            event = AlertEventType.GENERATED if decision.show else AlertEventType.SUPPRESSED
+            self.log.record(alert_id, event, patient_id, at=now, model=self.model,
+                            label=score.label, risk=score.risk, tier=decision.tier,
+                            engine=result.engine, reason=decision.reason, detail=detail)
+            if not decision.show:
+                return None
+            name, dob, mrn = self._describe(patient_id)
+            alert = Alert(alert_id, patient_id, name, dob, mrn, score, decision.tier,
+                          decision.tier_words, self.model, result.engine,
+                          list(decision.recommendations), list(decision.already_done), now,
+                          {**detail["latency_ms"]})
+            listeners = list(self.on_alert)
+        for listener in listeners:
+            listener(alert)
+        return alert
+
+    def record(self, alert: Alert, event: AlertEventType, *, reason: str = "",
+               comment: str = "", detail: dict[str, object] | None = None) -> None:
+        """What the clinician did with a banner."""
+        self.log.record(alert.alert_id, event, alert.patient_id, at=utcnow(),
+                        model=alert.model, label=alert.score.label, risk=alert.score.risk,
+                        tier=alert.tier, engine=alert.engine, reason=reason, comment=comment,
+                        detail=detail)

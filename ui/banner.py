@@ -64,9 +64,10 @@ class Banner(QFrame):
         self._painted = False
         self._done = False
         if top_level:
+            # Shown without activation, so it never takes focus from the EHR; but it can be
+            # focused on purpose (a click, or Ctrl+Shift+B) for keyboard users.
             self.setWindowFlags(Qt.WindowType.FramelessWindowHint | Qt.WindowType.Tool
-                                | Qt.WindowType.WindowStaysOnTopHint
-                                | Qt.WindowType.WindowDoesNotAcceptFocus)
+                                | Qt.WindowType.WindowStaysOnTopHint)
             self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
         self.setObjectName("clarionBanner")
         colour, icon = TIER_STYLE.get(alert.tier, TIER_STYLE["elevated"])

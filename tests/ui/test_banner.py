@@ -1,0 +1,130 @@
+"""The banner on its own: content, accessibility, keyboard, every action logged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.alerts import Alert, AlertEventType, DismissReason, Recommendation
+from app.scoring import Factor, Score
+from ui.banner import Banner
+from ui.qt import Qt
+
+
+def make_alert(risk: float = 0.42, tier: str = "high") -> Alert:
+    score = Score("t2d_12m", "Type 2 diabetes", risk, tier, "High risk",
+                  (Factor("HbA1c", "HbA1c 6.3 % (5.9 % a year ago)", 0.2),
+                   Factor("BMI", "BMI 33.1", 0.05)))
+    return Alert("a1b2c3d4-0000-0000-0000-000000000000", 7, "QUIXOTE, Alonso", "1962-01-01",
+                 "MRN42 (H)", score, tier, "High risk", "t2d 1.0.0", "onnxruntime-cpu",
+                 [Recommendation("hba1c", "HbA1c", ("4548-4",), "ADA Standards of Care 2025")],
+                 [], datetime.now(UTC), {"features": 1.0, "inference": 0.5})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[AlertEventType, str, str]] = []
+
+    def __call__(self, alert: Alert, event: AlertEventType, reason: str, comment: str,
+                 detail: dict[str, Any]) -> None:
+        self.events.append((event, reason, comment))
+
+
+def _banner(qtbot: Any, recorder: Recorder, expire: float = 60, dwell: float = 60) -> Banner:
+    banner = Banner(make_alert(), recorder, expire, dwell)
+    qtbot.addWidget(banner)
+    banner.show()
+    qtbot.waitExposed(banner)
+    return banner
+
+
+def test_shows_patient_risk_tier_in_words_and_icon(qtbot: Any) -> None:
+    banner = _banner(qtbot, Recorder())
+    text = banner.risk_label.text()
+    assert "▲" in text and "High risk" in text and "42%" in text  # icon + words + colour
+    assert "QUIXOTE, Alonso" in banner.accessibleDescription()
+    assert "1962-01-01" in banner.accessibleDescription() and "MRN42" in banner.accessibleDescription()
+    assert "HbA1c" in banner.order_label.text()
+    assert banner.testAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
+    assert banner.windowFlags() & Qt.WindowType.FramelessWindowHint
+    assert not banner.isActiveWindow()  # appearing did not take the focus
+    for button in (banner.details_button, banner.ack_button, banner.dismiss_button,
+                   banner.snooze_button):
+        assert button.accessibleName()
+    banner.close()
+
+
+def test_details_is_viewed_once_and_shows_factors_and_source(qtbot: Any) -> None:
+    recorder = Recorder()
+    banner = _banner(qtbot, recorder)
+    assert not banner.details.isVisible()
+    qtbot.mouseClick(banner.details_button, Qt.MouseButton.LeftButton)
+    assert banner.details.isVisible()
+    assert "HbA1c 6.3 % (5.9 % a year ago)" in banner.details.text()
+    assert "ADA Standards of Care 2025" in banner.details.text()
+    qtbot.mouseClick(banner.details_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(banner.details_button, Qt.MouseButton.LeftButton)
+    assert recorder.events == [(AlertEventType.VIEWED, "details", "")]
+    banner.close()
+
+
+@pytest.mark.parametrize("reason", [DismissReason.ALREADY_SCREENED, DismissReason.NOT_RELEVANT,
+                                    DismissReason.PATIENT_DECLINED])
+def test_dismiss_with_coded_reason(qtbot: Any, reason: DismissReason) -> None:
+    recorder = Recorder()
+    banner = _banner(qtbot, recorder)
+    [action] = [a for a in banner.dismiss_menu.actions() if a.data() == reason.value]
+    with qtbot.waitSignal(banner.finished):
+        action.trigger()
+    assert recorder.events == [(AlertEventType.DISMISSED, reason.value, "")]
+    assert not banner.isVisible()
+
+
+def test_other_needs_a_comment(qtbot: Any) -> None:
+    recorder = Recorder()
+    banner = _banner(qtbot, recorder)
+    banner.dismiss(DismissReason.OTHER)
+    assert banner.comment.isVisible() and recorder.events == []
+    qtbot.keyClicks(banner.comment, "seen by endocrinology last week")
+    with qtbot.waitSignal(banner.finished):
+        qtbot.keyClick(banner.comment, Qt.Key.Key_Return)
+    assert recorder.events == [(AlertEventType.DISMISSED, "other",
+                                "seen by endocrinology last week")]
+
+
+def test_keyboard_acknowledge_and_escape_snoozes(qtbot: Any) -> None:
+    recorder = Recorder()
+    banner = _banner(qtbot, recorder)
+    banner.activateWindow()  # what Ctrl+Shift+B in the main window does
+    qtbot.waitUntil(banner.isActiveWindow)
+    banner.ack_button.setFocus()  # Tab order reaches every button
+    with qtbot.waitSignal(banner.finished):
+        qtbot.keyClick(banner.ack_button, Qt.Key.Key_Space)
+    assert recorder.events == [(AlertEventType.ACKNOWLEDGED, "", "")]
+    other = Recorder()
+    second = _banner(qtbot, other)
+    second.activateWindow()
+    qtbot.waitUntil(second.isActiveWindow)
+    with qtbot.waitSignal(second.finished):
+        qtbot.keyClick(second, Qt.Key.Key_Escape)
+    assert other.events == [(AlertEventType.SNOOZED, "", "")]
+
+
+def test_untouched_banner_expires(qtbot: Any) -> None:
+    recorder = Recorder()
+    banner = _banner(qtbot, recorder, expire=0.2)
+    with qtbot.waitSignal(banner.finished, timeout=3000):
+        pass
+    assert recorder.events == [(AlertEventType.EXPIRED, "", "")]
+
+
+def test_painted_signal_carries_the_time(qtbot: Any) -> None:
+    banner = Banner(make_alert(), Recorder(), 60, 60)
+    qtbot.addWidget(banner)
+    with qtbot.waitSignal(banner.painted) as blocker:
+        banner.show()
+    alert, when = blocker.args
+    assert alert is banner.alert and when.tzinfo is not None
+    banner.close()

@@ -130,8 +130,14 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
+_engines: list[Engine] = []
+
+
 def _store(config: Config) -> Engine:
-    return open_store(config.database_url)
+    """The store for this command; closed when the command returns (see `main`)."""
+    engine = open_store(config.database_url)
+    _engines.append(engine)
+    return engine
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -468,12 +474,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = demo_config(load_config(args.config))
     logs.setup_logging("WARNING", config.data_dir / "logs" / "clarion.log")
     logs.load_pseudonym_key(config.data_dir)
+    if not args.headless and not _has_display():
+        print("clarion demo: no display found (DISPLAY/WAYLAND_DISPLAY unset); running the "
+              "demo headless. On a desktop, `clarion demo` opens the app.", file=sys.stderr)
+        args.headless = True
     if args.headless:
         run_headless(config)
         return 0
     from ui.app import run_app
 
     return run_app(config, [], demo=True)
+
+
+def _has_display() -> bool:
+    import os
+
+    if sys.platform in ("win32", "darwin") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -534,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"clarion: {exc}", file=sys.stderr)
         return 2
+    finally:
+        while _engines:
+            _engines.pop().dispose()
 
 
 if __name__ == "__main__":

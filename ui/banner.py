@@ -155,7 +155,13 @@ class Banner(QFrame):
         alert = self.alert
         factors = "".join(f"<li>{f.words}</li>" for f in alert.score.factors) or \
             "<li>no single factor stands out</li>"
-        tests = "".join(f"<li><b>{r.name}</b> — {r.source}</li>" for r in alert.recommendations)
+        sources = list(dict.fromkeys(r.source for r in alert.recommendations))
+        if len(sources) == 1:  # one guideline for every test: say it once
+            tests = "".join(f"<li><b>{r.name}</b></li>" for r in alert.recommendations)
+            tests += f"</ul><small>Source: {sources[0]}</small><ul>"
+        else:
+            tests = "".join(f"<li><b>{r.name}</b> — {r.source}</li>"
+                            for r in alert.recommendations)
         done = "".join(f"<li>{d}</li>" for d in alert.already_done)
         return (f"<b>Why</b><ul>{factors}</ul>"
                 + (f"<b>Screenings</b><ul>{tests}</ul>" if tests else "")

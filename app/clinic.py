@@ -157,7 +157,7 @@ class ClinicService:
         with self._lock:
             is_open = change.patient_id in self._open
         if is_open and change.message_type == "ORU":
-            self.evaluate(change.patient_id, utcnow(), change.received_at)
+            self.evaluate(change.patient_id, utcnow(), change.received_at, change.processed_at)
 
     def _close_loop(self, change: PatientChanged) -> None:
         since = change.processed_at.replace(year=change.processed_at.year - 1)
@@ -169,8 +169,8 @@ class ClinicService:
                                 reason="result received: " + ", ".join(done))
 
     # -- scoring and policy -----------------------------------------------------------
-    def evaluate(self, patient_id: int, now: datetime,
-                 received_at: datetime | None = None) -> Alert | None:
+    def evaluate(self, patient_id: int, now: datetime, received_at: datetime | None = None,
+                 processed_at: datetime | None = None) -> Alert | None:
         """Score, decide, log the decision; return (and announce) the alert if shown."""
         started = time.perf_counter()
         with self._lock:
@@ -184,6 +184,9 @@ class ClinicService:
             if received_at is not None:
                 extra["received_to_scoring"] = round(
                     (now - received_at).total_seconds() * 1000, 3)
+                if processed_at is not None:  # frame → stored and processed → scoring
+                    extra["received_to_processed"] = round(
+                        (processed_at - received_at).total_seconds() * 1000, 3)
             detail = alert_detail(result, decision, extra)
             event = AlertEventType.GENERATED if decision.show else AlertEventType.SUPPRESSED
             self.log.record(alert_id, event, patient_id, at=now, model=self.model,

@@ -125,7 +125,11 @@ class AdoptionLog:
     """Appends alert events. Never updates or deletes (the database refuses both)."""
 
     def __init__(self, engine: Engine, workstation: WorkstationConfig) -> None:
+        from app.store.db import write_gate, writer
+
         self._engine = engine
+        self._writer = writer(engine)
+        self._gate = write_gate(engine)  # the inbox (ACK path) still goes first
         self.workstation, self.clinician, self.department = identity(workstation)
 
     def record(self, alert_id: str, event: AlertEventType, patient_id: int, *,
@@ -134,7 +138,7 @@ class AdoptionLog:
                detail: dict[str, Any] | None = None) -> None:
         from app.store.models import AlertEvent
 
-        with Session(self._engine) as session, session.begin():
+        with self._gate.background(), Session(self._writer) as session, session.begin():
             session.add(AlertEvent(
                 alert_id=alert_id, event=event.value, at=at, workstation=self.workstation,
                 clinician=self.clinician, department=self.department, patient_id=patient_id,

@@ -198,7 +198,21 @@ def main() -> None:
     logs.setup_logging("ERROR", None)
     logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
     kinds = {"ADT^A08": adt_a08, "ORU^R01 (20 OBX)": oru_r01}
-    rows = []
+    print(f"\nHL7 ingest over MLLP, {os.cpu_count()} cores, ACK after durable commit\n")
+    print("| store | message | conns | ACK-path parser | load | msgs | ACKed msg/s | "
+          "processed msg/s | ACK p50 ms | ACK p99 ms | vs msh-only (msg/s) |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    base: dict[tuple[str, str, int], float] = {}
+
+    def row(store_kind: str, kind: str, conns: int, parse: str, load: str,
+            r: dict[str, float]) -> None:
+        if parse == "msh-only" and load == "max":
+            base[(store_kind, kind, conns)] = r["ack_per_s"]
+        ratio = r["ack_per_s"] / base.get((store_kind, kind, conns), r["ack_per_s"])
+        print(f"| {store_kind} | {kind} | {conns} | {parse} | {load} | {r['msgs']:.0f} | "
+              f"{r['ack_per_s']:.0f} | {r['processed_per_s']:.0f} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {ratio:.2f}x |", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for store_kind in stores:
@@ -206,27 +220,13 @@ def main() -> None:
                 for connections in (1, 8):
                     for parse in ("msh-only", "hl7", "hl7apy"):
                         total = args.hl7apy_total if parse == "hl7apy" else args.total
-                        result = run(kind, make, connections, total, store_kind, parse,
-                                     pg_url, folder)
-                        rows.append((store_kind, kind, f"{connections}", parse, "max", result))
-                        print(".", end="", file=sys.stderr, flush=True)
+                        row(store_kind, kind, connections, parse, "max",
+                            run(kind, make, connections, total, store_kind, parse, pg_url,
+                                folder))
                 paced_total = int(200 * args.paced_seconds)
-                result = run(kind, make, 8, paced_total, store_kind, "msh-only", pg_url,
-                             folder, rate=200)
-                rows.append((store_kind, kind, "8", "msh-only", "200/s", result))
-        print(file=sys.stderr)
-    print(f"\nHL7 ingest over MLLP, {os.cpu_count()} cores, ACK after durable commit\n")
-    print("| store | message | conns | ACK-path parser | load | msgs | ACKed msg/s | "
-          "processed msg/s | ACK p50 ms | ACK p99 ms | vs msh-only (msg/s) |")
-    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
-    base: dict[tuple[str, str, str], float] = {}
-    for store_kind, kind, conns, parse, load, r in rows:
-        if parse == "msh-only" and load == "max":
-            base[(store_kind, kind, conns)] = r["ack_per_s"]
-        ratio = r["ack_per_s"] / base.get((store_kind, kind, conns), r["ack_per_s"])
-        print(f"| {store_kind} | {kind} | {conns} | {parse} | {load} | {r['msgs']:.0f} | "
-              f"{r['ack_per_s']:.0f} | {r['processed_per_s']:.0f} | {r['p50']:.2f} | "
-              f"{r['p99']:.2f} | {ratio:.2f}x |")
+                row(store_kind, kind, 8, "msh-only", "200/s",
+                    run(kind, make, 8, paced_total, store_kind, "msh-only", pg_url, folder,
+                        rate=200))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
         .venv/bin/python bench/ingest.py
 
 Runs the real listener (asyncio thread), durable inbox and processor in this process;
-senders are threads with blocking sockets, each waiting for its ACK before the next
-message (as an interface engine does). Every ACK means the raw bytes were committed
+the senders run in a separate process (as the interface engine does), one thread per
+connection, each waiting for its ACK before sending the next message. Every ACK means the raw bytes were committed
 (SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit on).
 
 Parsers compared on the ACK path:
@@ -19,6 +19,7 @@ Parsers compared on the ACK path:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -28,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
@@ -73,6 +75,45 @@ def oru_r01(n: int, rng: random.Random, results: int = 20) -> bytes:
         segments.append(f"OBX|{i + 1}|NM|{code}^{name}^LN|{i // len(LOINC) + 1}|"
                         f"{rng.uniform(1, 200):.1f}|{unit}|1-200|N|||F|||20260105070000")
     return "\r".join(segments).encode() + b"\r"
+
+
+def send_all_paced(port: int, payloads: list[bytes], connections: int, rate: float | None,
+                   results: Any) -> None:
+    """In the sender process: `connections` threads, each waiting for its ACK."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def sender(index: int) -> None:
+        mine = payloads[index::connections]
+        local: list[float] = []
+        interval = connections / rate if rate else 0.0
+        try:
+            with MllpClient("127.0.0.1", port) as client:
+                next_at = time.perf_counter()
+                for payload in mine:
+                    if interval:
+                        delay = next_at - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                        next_at += interval
+                    t0 = time.perf_counter()
+                    ack = client.send(payload)
+                    local.append((time.perf_counter() - t0) * 1000)
+                    if b"|AA|" not in ack:
+                        errors.append(f"unexpected ACK: {ack[:200]!r}")
+                        return
+        except OSError as exc:
+            errors.append(str(exc))
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put((latencies, "; ".join(errors[:3])))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,35 +180,18 @@ def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int
     server = service.start_in_thread()
     rng = random.Random(7)
     payloads = [make(n, rng) for n in range(total)]
-    latencies: list[float] = []
-    lock = threading.Lock()
+    # The senders are another process, as the interface engine is: they must not share
+    # this process's GIL with the receiver.
+    ctx = multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    proc = ctx.Process(target=send_all_paced,
+                       args=(server.bound_port, payloads, connections, rate, results))
     started = time.perf_counter()
-
-    def sender(index: int) -> None:
-        mine = payloads[index::connections]
-        local: list[float] = []
-        interval = connections / rate if rate else 0.0
-        with MllpClient("127.0.0.1", server.bound_port) as client:
-            next_at = time.perf_counter()
-            for payload in mine:
-                if interval:
-                    delay = next_at - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    next_at += interval
-                t0 = time.perf_counter()
-                ack = client.send(payload)
-                local.append((time.perf_counter() - t0) * 1000)
-                if b"|AA|" not in ack:
-                    raise RuntimeError(f"unexpected ACK: {ack[:200]!r}")
-        with lock:
-            latencies.extend(local)
-
-    threads = [threading.Thread(target=sender, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    proc.start()
+    latencies, error = results.get(timeout=3600)
+    proc.join()
+    if error:
+        raise RuntimeError(error)
     acked_s = time.perf_counter() - started
     while True:  # a new session each time: a long-lived one would keep reading its snapshot
         with Session(engine) as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,10 +57,14 @@ class WriteGate:
     instead, and background work steps aside whenever urgent work is waiting.
     """
 
+    QUIET_S = 0.003  # background work starts only after this long without urgent work ...
+    MAX_DEFER_S = 0.25  # ... but never waits longer than this, so it cannot starve
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = threading.Condition()
         self._urgent_waiting = 0
+        self._last_urgent = 0.0
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
@@ -72,13 +77,24 @@ class WriteGate:
         try:
             yield
         finally:
+            self._last_urgent = time.monotonic()
             self._lock.release()
             with self._state:
                 self._state.notify_all()
 
     @contextmanager
     def background(self) -> Iterator[None]:
-        """Hold the gate for background work, once no urgent work is waiting."""
+        """Hold the gate for background work, once no urgent work is waiting.
+
+        While receipts stream in, background work waits for a gap of `QUIET_S` (bounded by
+        `MAX_DEFER_S`), so that a sender's next message rarely queues behind it.
+        """
+        deadline = time.monotonic() + self.MAX_DEFER_S
+        while time.monotonic() < deadline:
+            quiet_for = time.monotonic() - self._last_urgent
+            if quiet_for >= self.QUIET_S:
+                break
+            time.sleep(self.QUIET_S - quiet_for)
         while True:
             with self._state:
                 while self._urgent_waiting:

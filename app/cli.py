@@ -478,12 +478,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("clarion demo: no display found (DISPLAY/WAYLAND_DISPLAY unset); running the "
               "demo headless. On a desktop, `clarion demo` opens the app.", file=sys.stderr)
         args.headless = True
-    if args.headless:
-        run_headless(config)
-        return 0
-    from ui.app import run_app
+    import shutil
 
-    return run_app(config, [], demo=True)
+    try:
+        if args.headless:
+            run_headless(config)
+            return 0
+        from ui.app import run_app
+
+        return run_app(config, [], demo=True)
+    finally:
+        logs.setup_logging("WARNING", None)  # release the log file before removing it
+        shutil.rmtree(config.data_dir, ignore_errors=True)  # a throwaway profile
 
 
 def _has_display() -> bool:

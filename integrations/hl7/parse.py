@@ -48,14 +48,9 @@ def normalize_coding_system(system: str) -> str:
     return _CODING_SYSTEMS.get(system.strip().upper().replace(" ", ""), system.strip())
 
 
-def _get(segment: Any, field: int, component: int = 1, repetition: int = 1,
-         sub: int = 1) -> str:
-    """One value of a python-hl7 segment, '' where absent. Indices are 1-based, as in HL7."""
-    try:
-        value = segment[field]
-    except IndexError:
-        return ""
-    for index in (repetition, component, sub):
+def _descend(value: Any, indices: tuple[int, ...]) -> str:
+    """Walk python-hl7's nested containers by 1-based indices; '' where absent."""
+    for index in indices:
         if isinstance(value, str):
             return value if index == 1 else ""
         try:
@@ -63,6 +58,16 @@ def _get(segment: Any, field: int, component: int = 1, repetition: int = 1,
         except IndexError:
             return ""
     return value if isinstance(value, str) else str(value)
+
+
+def _get(segment: Any, field: int, component: int = 1, repetition: int = 1,
+         sub: int = 1) -> str:
+    """One value of a python-hl7 segment, '' where absent. Indices are 1-based, as in HL7."""
+    try:
+        value = segment[field]
+    except IndexError:
+        return ""
+    return _descend(value, (repetition, component, sub))
 
 
 def _repetitions(segment: Any, field: int) -> list[Any]:
@@ -76,15 +81,7 @@ def _repetitions(segment: Any, field: int) -> list[Any]:
 
 
 def _rep_get(rep: Any, component: int = 1, sub: int = 1) -> str:
-    value = rep
-    for index in (component, sub):
-        if isinstance(value, str):
-            return value if index == 1 else ""
-        try:
-            value = value[index - 1]
-        except IndexError:
-            return ""
-    return value if isinstance(value, str) else str(value)
+    return _descend(rep, (component, sub))
 
 
 def parse_timestamp(text: str, default_tz: tzinfo = UTC) -> datetime | None:

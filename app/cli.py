@@ -9,7 +9,7 @@ import re
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,10 @@ from app.store.models import InboxMessage, InboxStatus
 from app.store.patients import find_by_identifier, timeline
 
 _MESSAGE_START = re.compile(rb"(?m)^(?=(?:\xef\xbb\xbf)?MSH)")
+
+# The desktop app's runner, handed in by ui.launcher (the core never imports ui):
+# run(config, launch arguments, demo) -> exit code.
+GuiRunner = Callable[[Config, list[str], bool], int]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -484,9 +488,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.headless:
             run_headless(config)
             return 0
-        from ui.app import run_app
-
-        return run_app(config, [], demo=True)
+        return _gui(args)(config, [], True)
     finally:
         logs.setup_logging("WARNING", None)  # release the log file before removing it
         shutil.rmtree(config.data_dir, ignore_errors=True)  # a throwaway profile
@@ -500,19 +502,36 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def cmd_app(args: argparse.Namespace) -> int:
-    from ui.app import run_app
+def _gui(args: argparse.Namespace) -> GuiRunner:
+    runner: GuiRunner | None = getattr(args, "gui", None)
+    if runner is None:
+        raise ConfigError("the desktop app is not available in this entry point; run the "
+                          "`clarion` command installed with Clarion")
+    return runner
 
+
+def _need_display(command: str) -> bool:
+    if _has_display():
+        return True
+    print(f"clarion {command}: no display found (DISPLAY/WAYLAND_DISPLAY unset). The desktop "
+          "app needs a screen; for a headless receiver run `clarion listen`, for the demo "
+          "`clarion demo --headless`.", file=sys.stderr)
+    return False
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    if not _need_display("app"):
+        return 2
     config = _load(args)
-    return run_app(config, [args.link] if getattr(args, "link", None) else [])
+    return _gui(args)(config, [args.link] if getattr(args, "link", None) else [], False)
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from ui.app import run_app
-
+    if not _need_display("open"):
+        return 2
     config = _load(args)
     request = ["--mrn", args.mrn] + (["--authority", args.authority] if args.authority else [])
-    return run_app(config, request)
+    return _gui(args)(config, request, False)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -541,12 +560,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None) -> int:
+    """The `clarion` command. `gui` runs the desktop app (given by ui.launcher)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("clarion://"):  # the OS hands a launch link over as is
         argv = ["app", *argv]
     args = parser.parse_args(argv or ["app"])
+    args.gui = gui
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,

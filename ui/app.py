@@ -117,7 +117,7 @@ def tray_icon() -> QIcon:
     return QIcon(pixmap)
 
 
-def run_app(config: Config, args: list[str], demo: bool = False) -> int:
+def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa: C901
     """Start the app (or hand `args` to the running one). Returns the exit code."""
     from app.clinic import ClinicService
     from app.service import IngestService

@@ -216,3 +216,30 @@ def test_second_start_hands_over_to_the_running_instance(
     server.server.close()
     for banner in list(window.banners):
         banner.acknowledge()
+
+
+def test_wayland_gets_an_in_window_toast(running: tuple[ClinicService, MainWindow, int],
+                                         qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Wayland a client cannot place or raise its own window: the banner goes into the
+    main window instead (and to the tray, where there is one)."""
+    import ui.main_window
+
+    clinic, window, port = running
+    monkeypatch.setattr(ui.main_window, "toast_mode", lambda: True)
+    send(port, *history("WL1"))
+    send(port, adt("A04", "WL1", "ER", 1))
+    qtbot.waitUntil(lambda: len(window.banners) == 1, timeout=10000)
+    banner = window.banners[0]
+    assert banner.window() is window and not banner.isWindow()  # inside the main window
+    banner.acknowledge()
+    assert ("acknowledged", "") in events(clinic, banner.alert.alert_id)
+
+
+def test_app_without_a_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([], gui=lambda *a: 0) == 2
+    assert "clarion listen" in capsys.readouterr().err

@@ -1,0 +1,20 @@
+"""The `clarion` console script: the core's command line, with the desktop app plugged in.
+
+The core (app/) never imports ui/; this top-layer module hands the Qt runner to it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from app.cli import main as cli_main
+
+
+def main() -> int:
+    from ui.app import run_app
+
+    return cli_main(gui=run_app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

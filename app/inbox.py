@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from app import logs
 from app.store.db import write_gate, writer
 from app.store.models import InboxMessage, InboxStatus, utcnow
-from integrations.hl7.acks import AckError, Outcome
+from integrations.hl7.acks import AckError, Outcome, ack_code
 from integrations.hl7.receipt import Assessment
 
 MAX_BATCH = 512
@@ -187,8 +187,7 @@ class DurableInbox:
                 header = assessment.header
                 error = assessment.errors[0] if assessment.errors else None
                 enhanced = bool(header and header.enhanced_mode)
-                code = {Outcome.ACCEPT: ("CA", "AA"), Outcome.ERROR: ("CE", "AE"),
-                        Outcome.REJECT: ("CR", "AR")}[assessment.outcome][0 if enhanced else 1]
+                code = ack_code(assessment.outcome, enhanced)
                 row = InboxMessage(
                     received_at=item.received_at, peer=item.peer[:64],
                     sending_application=item.key[0][:227], sending_facility=item.key[1][:227],

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
@@ -160,7 +160,7 @@ class ClinicService:
             self.evaluate(change.patient_id, utcnow(), change.received_at, change.processed_at)
 
     def _close_loop(self, change: PatientChanged) -> None:
-        since = change.processed_at.replace(year=change.processed_at.year - 1)
+        since = change.processed_at - timedelta(days=365)  # follow-through counts for a year
         for alert_id, loincs in self.log.open_recommendations(change.patient_id, since):
             done = sorted(set(loincs) & set(change.loincs))
             if done:

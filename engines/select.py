@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engines.base import Engine, EngineUnavailable
 from engines.card import ModelCard
-from engines.inputs import collate
+from engines.inputs import ModelInput, collate
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.validation import GateResult, load_validation, run_gate
 
@@ -44,8 +44,7 @@ class Selection:
         return f"{self.engine.name} ({self.engine.precision})"
 
 
-def _median_ms(engine: Engine, card: ModelCard, runs: int = 30) -> float:
-    inputs, _ = load_validation(card)
+def _median_ms(engine: Engine, inputs: list[ModelInput], runs: int = 30) -> float:
     longest = max(inputs[:64], key=lambda i: len(i.codes))
     batch = collate([longest])
     engine.infer(batch)
@@ -64,6 +63,7 @@ def select_engine(card: ModelCard, cache_dir: Path, *, allow_tensorrt: bool = Tr
     """Load the reference, try the others against the gate, return the best usable one."""
     reference = OnnxRuntimeEngine(card, "fp32")
     reference.load()
+    validation = load_validation(card)  # read once, used by every comparison
     candidates: list[Candidate] = []
     chosen: Engine = reference
 
@@ -76,7 +76,7 @@ def select_engine(card: ModelCard, cache_dir: Path, *, allow_tensorrt: bool = Tr
 
                 trt_engine = TensorRTEngine(card, cache_dir / "tensorrt")
             trt_engine.load()
-            gate = run_gate(card, reference, trt_engine, gate_limit)
+            gate = run_gate(card, reference, trt_engine, gate_limit, validation)
             candidates.append(Candidate(trt_engine.name, gate.passed, gate.reason, gate))
             if gate.passed:
                 chosen = trt_engine
@@ -92,8 +92,9 @@ def select_engine(card: ModelCard, cache_dir: Path, *, allow_tensorrt: bool = Tr
         try:
             int8 = OnnxRuntimeEngine(card, "int8")
             int8.load()
-            gate = run_gate(card, reference, int8, gate_limit)
-            fp32_ms, int8_ms = _median_ms(reference, card), _median_ms(int8, card)
+            gate = run_gate(card, reference, int8, gate_limit, validation)
+            fp32_ms = _median_ms(reference, validation[0])
+            int8_ms = _median_ms(int8, validation[0])
             faster = int8_ms < fp32_ms
             usable = gate.passed and faster
             reason = gate.reason if not gate.passed else (

@@ -84,9 +84,10 @@ def score_all(engine: Engine, inputs: list[ModelInput], batch: int = 32) -> np.n
 
 
 def run_gate(card: ModelCard, reference: Engine, candidate: Engine,
-             limit: int | None = None) -> GateResult:
+             limit: int | None = None,
+             validation: tuple[list[ModelInput], np.ndarray] | None = None) -> GateResult:
     """Compare `candidate` with `reference` on the validation patients."""
-    inputs, labels = load_validation(card)
+    inputs, labels = validation or load_validation(card)
     if limit is not None:
         inputs, labels = inputs[:limit], labels[:limit]
     ref = score_all(reference, inputs)

@@ -93,6 +93,22 @@ class Alert:
     generated_at: datetime
     latency_ms: dict[str, float] = field(default_factory=dict)
 
+    def latency_at(self, shown_at: datetime) -> dict[str, float]:
+        """The stages of this alert's latency once it is on screen at `shown_at`, in ms:
+        the measured ones (received_to_processed, received_to_scoring, features, inference,
+        policy), plus processed_to_scoring, paint (scoring start → shown, less the
+        computation) and total (frame received → shown) where the frame time is known."""
+        stages = dict(self.latency_ms)
+        computed = sum(stages.get(k, 0.0) for k in ("features", "inference", "policy"))
+        since_scoring = (shown_at - self.generated_at).total_seconds() * 1000
+        stages["paint"] = round(max(since_scoring - computed, 0.0), 3)
+        if "received_to_scoring" in stages:
+            stages["total"] = round(stages["received_to_scoring"] + since_scoring, 3)
+            if "received_to_processed" in stages:
+                stages["processed_to_scoring"] = round(
+                    stages["received_to_scoring"] - stages["received_to_processed"], 3)
+        return stages
+
     @property
     def headline(self) -> str:
         if self.score.risk is None:

@@ -145,10 +145,9 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
             out("  order: " + (", ".join(r.name for r in alert.recommendations) or "nothing"))
             for factor in alert.score.factors:
                 out(f"  because: {factor.words}")
-            clinic.record(alert, AlertEventType.DISPLAYED, detail={"latency_ms": {
-                **alert.latency_ms, "total": alert.latency_ms.get("received_to_scoring", 0)
-                + alert.latency_ms.get("features", 0) + alert.latency_ms.get("inference", 0)
-                + alert.latency_ms.get("policy", 0)}})
+            # No screen: "displayed" is the moment it is printed.
+            clinic.record(alert, AlertEventType.DISPLAYED,
+                          detail={"latency_ms": alert.latency_at(datetime.now(UTC))})
             clinic.record(alert, AlertEventType.VIEWED, reason="details")
             if handled % 2:
                 clinic.record(alert, AlertEventType.ACKNOWLEDGED)

@@ -77,18 +77,10 @@ def main() -> None:
     samples: list[dict[str, float]] = []
 
     def on_painted(alert, painted_at: datetime) -> None:  # type: ignore[no-untyped-def]
-        stages = dict(alert.latency_ms)
+        stages = alert.latency_at(painted_at)
         if "received_to_processed" not in stages:
             return  # the 25 openings by ADT, before the measured results
-        since_scoring = (painted_at - alert.generated_at).total_seconds() * 1000
-        computed = sum(stages.get(k, 0.0) for k in ("features", "inference", "policy"))
-        row = {
-            "received_to_processed": stages.get("received_to_processed", float("nan")),
-            "processed_to_scoring": stages.get("received_to_scoring", 0.0)
-            - stages.get("received_to_processed", 0.0),
-            "features": stages.get("features", 0.0), "inference": stages.get("inference", 0.0),
-            "policy": stages.get("policy", 0.0), "paint": since_scoring - computed,
-            "total": stages.get("received_to_scoring", 0.0) + since_scoring}
+        row = {stage: stages.get(stage, 0.0) for stage in STAGES}
         samples.append(row)
 
     original_show = window.show_alert

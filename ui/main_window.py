@@ -153,13 +153,8 @@ class MainWindow(QMainWindow):
         self.clinic.record(alert, event, reason=reason, comment=comment, detail=detail)
 
     def _painted(self, alert: Alert, painted_at: datetime) -> None:
-        stages = dict(alert.latency_ms)
-        computed = sum(stages.get(k, 0.0) for k in ("features", "inference", "policy"))
-        since_scoring = (painted_at - alert.generated_at).total_seconds() * 1000
-        stages["paint"] = round(max(since_scoring - computed, 0.0), 3)
-        if "received_to_scoring" in stages:
-            stages["total"] = round(stages["received_to_scoring"] + since_scoring, 3)
-        self.clinic.record(alert, AlertEventType.DISPLAYED, detail={"latency_ms": stages})
+        self.clinic.record(alert, AlertEventType.DISPLAYED,
+                           detail={"latency_ms": alert.latency_at(painted_at)})
 
     def _finished(self, banner: Banner) -> None:
         if banner in self.banners:

@@ -86,3 +86,19 @@ def test_log_is_append_only(engine: Engine) -> None:
                 conn.execute(statement)
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from alert_events")).scalar() == 1
+
+
+def test_alert_latency_stages() -> None:
+    from app.alerts import Alert
+    from app.scoring import Score
+
+    score = Score("t2d_12m", "Type 2 diabetes", 0.4, "high", "High risk", ())
+    alert = Alert("a", 1, "X, Y", "1960-01-01", "M (H)", score, "high", "High risk", "t2d",
+                  "onnxruntime-cpu", [], [], T0, {"received_to_processed": 6.0,
+                                                   "received_to_scoring": 10.0,
+                                                   "features": 1.0, "inference": 0.5,
+                                                   "policy": 2.5})
+    stages = alert.latency_at(T0 + timedelta(milliseconds=12))
+    assert stages["paint"] == pytest.approx(8.0)  # 12 ms since scoring, 4 ms of it computing
+    assert stages["total"] == pytest.approx(22.0)  # 10 ms to scoring + 12 ms to the screen
+    assert stages["processed_to_scoring"] == pytest.approx(4.0)

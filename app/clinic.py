@@ -175,7 +175,8 @@ class ClinicService:
         started = time.perf_counter()
         with self._lock:
             result = self.scorer.score(patient_id, now)
-            features = self.features.get(patient_id)
+            features = result.features  # already refreshed by the scorer: no second read
+            assert features is not None
             [score] = result.scores
             decision = self.policy.decide(score, features, now)
             alert_id = new_alert_id()

@@ -76,6 +76,7 @@ class ScoreResult:
     engine: str
     model: str
     latency_ms: dict[str, float] = field(default_factory=dict)
+    features: PatientFeatures | None = None  # what was scored (for the alert rules)
 
 
 def _ago(now: datetime, then: datetime) -> str:
@@ -158,7 +159,7 @@ class Scorer:
             return ScoreResult(patient_id, [score], self.engine.name,
                                f"{card.id} {card.version}", {
                                    "features": (t_features - started) * 1000,
-                                   "inference": 0.0})
+                                   "inference": 0.0}, features)
         rows = [item]
         groups = [g for g in GROUPS if with_factors]
         rows += [_occlude(card, item, names, static) for _, names, static in groups]
@@ -177,7 +178,7 @@ class Scorer:
                       tier.words if tier else "Low risk", tuple(factors[:3]), finding)
         return ScoreResult(patient_id, [score], self.engine.name, f"{card.id} {card.version}",
                            {"features": (t_features - started) * 1000,
-                            "inference": (t_infer - t_features) * 1000})
+                            "inference": (t_infer - t_features) * 1000}, features)
 
     @staticmethod
     def _finding(features: PatientFeatures, now: datetime) -> str:

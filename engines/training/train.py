@@ -116,9 +116,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=30000)
+    parser.add_argument("--patients", type=int, default=60000)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "t2d")
     args = parser.parse_args()
     torch.manual_seed(args.seed)

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from app.service import IngestService
 
 from app.config import Config
 from engines.training.cohort import SyntheticPatient, generate
@@ -63,24 +67,27 @@ def pick_patients(now: datetime, n: int = 20, seed: int = 7) -> list[SyntheticPa
 
 
 def today_messages(patients: list[SyntheticPatient], now: datetime) -> list[list[bytes]]:
-    """Per patient, today's arrival at the ER (and, for two, a fresh HbA1c)."""
-    out = []
+    """Per step, the next patient's arrival at the ER; for two, a fresh HbA1c one step later.
+
+    The result comes after the doctor has seen the alert that recommended it, as in a clinic:
+    sent with the arrival, it could be stored before the alert was scored.
+    """
+    out: list[list[bytes]] = [[] for _ in patients]
     for n, p in enumerate(patients):
         stamp = now.strftime("%Y%m%d%H%M%S+0000")
         pid = f"PID|1||{mrn(p)}^^^{AUTHORITY}^MR||Demo^Patient||{p.birth_date:%Y%m%d}|{p.sex}"
-        msgs = [("\r".join([
+        out[n].append(("\r".join([
             f"MSH|^~\\&|SYNTH-EHR|CLARION-SYN|CLARION|WS|{stamp}||ADT^A04^ADT_A01|"
             f"DEMO-{n:03d}-A04|P|2.5.1", f"EVN|A04|{stamp}", pid,
             f"PV1|1|E|{DEMO_UNIT}^1^{n % 8 + 1}^CLARION-SYN||||D01^Doctor^Demo||||||||||||"
-            f"TODAY-{n:03d}"]) + "\r").encode()]
-        if n in (0, 2):
+            f"TODAY-{n:03d}"]) + "\r").encode())
+        if n in (0, 2) and n + 1 < len(patients):
             later = (now + timedelta(minutes=20)).strftime("%Y%m%d%H%M%S+0000")
-            msgs.append(("\r".join([
+            out[n + 1].append(("\r".join([
                 f"MSH|^~\\&|LAB|CLARION-SYN|CLARION|WS|{later}||ORU^R01^ORU_R01|"
                 f"DEMO-{n:03d}-A1C|P|2.5.1", pid, f"OBR|1||DEMO-ORD-{n}|4548-4^HbA1c^LN|||{later}",
                 f"OBX|1|NM|4548-4^Hemoglobin A1c^LN||6.2|%|4.0-5.6|H|||F|||{later}"]) + "\r"
                 ).encode())
-        out.append(msgs)
     return out
 
 
@@ -179,17 +186,6 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
         engine.dispose()
 
 
-def _wait_idle(service: object, timeout: float = 30.0) -> None:
-    """Until the inbox has nothing left to process."""
-    from sqlalchemy import func
-
-    from app.store.models import InboxMessage, InboxStatus
-
-    engine = service.engine  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with Session(engine) as session:
-            if not session.scalar(select(func.count()).where(
-                    InboxMessage.status == InboxStatus.RECEIVED.value)):
-                return
-        time.sleep(0.02)
+def _wait_idle(service: IngestService, timeout: float = 30.0) -> None:
+    """Until the inbox has nothing left to process and the clinic has seen every change."""
+    service.wait_settled(timeout)

@@ -34,7 +34,7 @@ from app import logs
 from app.config import AlertsConfig, WorkstationConfig
 from app.features import PatientFeatures
 from app.scoring import Score, ScoreResult
-from engines.card import ModelCard
+from engines.card import ModelCard, Screening
 
 
 class AlertEventType(StrEnum):
@@ -64,16 +64,6 @@ DISMISS_WORDS = {DismissReason.ALREADY_SCREENED: "Already screened",
                  DismissReason.OTHER: "Other"}
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """A screening to order, with its codes and the guideline behind it."""
-
-    key: str
-    name: str
-    loinc: tuple[str, ...]
-    source: str
-
-
 @dataclass
 class Alert:
     """What the banner shows: everything a doctor needs to act, and to trust it."""
@@ -88,7 +78,7 @@ class Alert:
     tier_words: str
     model: str
     engine: str
-    recommendations: list[Recommendation]
+    recommendations: list[Screening]
     already_done: list[str]
     generated_at: datetime
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -123,7 +113,7 @@ class Decision:
     reason: str
     tier: str
     tier_words: str
-    recommendations: tuple[Recommendation, ...]
+    recommendations: tuple[Screening, ...]
     already_done: tuple[str, ...]
 
 
@@ -226,8 +216,7 @@ class AlertPolicy:
             if recent and now - max(recent) <= window:
                 done.append(f"{screening.name} resulted {max(recent):%Y-%m-%d}")
             else:
-                todo.append(Recommendation(screening.key, screening.name, screening.loinc,
-                                           screening.source))
+                todo.append(screening)
         if done and tier_name in _LOWER:
             tier_name = _LOWER[tier_name]
         words = next((t.words for t in card.tiers if t.name == tier_name), "Low risk")

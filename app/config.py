@@ -76,7 +76,9 @@ class IngestConfig(_Section):
     retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles each try")
     feed_timezone: str = Field(
         "local", description="Zone for HL7 times sent without an offset (IANA name or 'local')")
-
+    worker: Literal["process", "thread"] = Field(
+        "process", description="Where messages are processed: 'process' (a worker process "
+        "at lower CPU priority, so receipt and ACKs keep a core to themselves) or 'thread'")
 
     @field_validator("feed_timezone")
     @classmethod

@@ -13,17 +13,18 @@ worse than keeping a duplicate).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app import logs
 from app.store.db import write_gate, writer
@@ -52,8 +53,9 @@ class _Pending:
     peer: str
     assessment: Assessment
     key: tuple[str, str, str, str]
-    future: Future[Receipt]
+    future: Future[Receipt] | None  # for a thread that waits (submit)
     received_at: datetime
+    waiter: asyncio.Future[Receipt] | None = None  # for a coroutine (submit_async)
 
 
 class InboxClosed(RuntimeError):
@@ -66,14 +68,72 @@ def _status_for(assessment: Assessment) -> InboxStatus:
     return InboxStatus.RECEIVED if assessment.used else InboxStatus.IGNORED
 
 
-def _receipt_of(row: InboxMessage, duplicate: bool) -> Receipt:
+_INBOX = InboxMessage.__table__
+_KNOWN = (_INBOX.c.id, _INBOX.c.sending_application, _INBOX.c.sending_facility,
+          _INBOX.c.control_id, _INBOX.c.content_hash, _INBOX.c.status, _INBOX.c.ack_code,
+          _INBOX.c.ack_error_code, _INBOX.c.ack_error_text, _INBOX.c.ack_error_location,
+          _INBOX.c.received_at)
+
+
+def _receipt_of(message_id: int, row: Mapping[str, Any], duplicate: bool) -> Receipt:
+    """The answer stored with a message (`row`: its inbox columns)."""
     outcome = {"AA": Outcome.ACCEPT, "CA": Outcome.ACCEPT, "AE": Outcome.ERROR,
-               "CE": Outcome.ERROR}.get(row.ack_code, Outcome.REJECT)
+               "CE": Outcome.ERROR}.get(row["ack_code"], Outcome.REJECT)
     errors = ()
-    if row.ack_error_code:
-        errors = (AckError(row.ack_error_code, row.ack_error_text,
-                           location=row.ack_error_location),)
-    return Receipt(row.id, InboxStatus(row.status), outcome, errors, duplicate, row.received_at)
+    if row["ack_error_code"]:
+        errors = (AckError(row["ack_error_code"], row["ack_error_text"],
+                           location=row["ack_error_location"]),)
+    return Receipt(message_id, InboxStatus(row["status"]), outcome, errors, duplicate,
+                   row["received_at"])
+
+
+def _new_row(item: _Pending) -> dict[str, Any]:
+    assessment = item.assessment
+    header = assessment.header
+    error = assessment.errors[0] if assessment.errors else None
+    return {
+        "received_at": item.received_at, "peer": item.peer[:64],
+        "sending_application": item.key[0][:227], "sending_facility": item.key[1][:227],
+        "control_id": item.key[2][:199], "content_hash": item.key[3],
+        "message_type": header.message_type[:16] if header else "",
+        "trigger": header.trigger[:16] if header else "",
+        "version": header.version[:16] if header else "",
+        "charset": header.charset if header else "", "raw": item.raw,
+        "status": _status_for(assessment).value,
+        "ack_code": ack_code(assessment.outcome, bool(header and header.enhanced_mode)),
+        "ack_error_code": error.code if error else "",
+        "ack_error_text": error.text if error else "",
+        "ack_error_location": error.location if error else "",
+        "attempts": 0, "last_error": "", "patient_key": "", "duplicate_count": 0}
+
+
+def _settle(pairs: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:
+    for waiter, result in pairs:
+        if waiter.done():  # the connection went away meanwhile
+            continue
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
+
+
+def _deliver(batch: list[_Pending], results: list[Receipt] | list[BaseException]) -> None:
+    """Hand each waiting sender its receipt (or the error that kept it from being stored)."""
+    by_loop: dict[asyncio.AbstractEventLoop,
+                  list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]] = {}
+    for item, result in zip(batch, results, strict=True):
+        if item.waiter is not None:
+            by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, result))
+        elif item.future is not None:
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, pairs)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 class DurableInbox:
@@ -106,13 +166,28 @@ class DurableInbox:
         if self._closed.is_set():
             future.set_exception(InboxClosed("the inbox is closed"))
             return future
-        header = assessment.header
-        key = (header.sending_application if header else "",
-               header.sending_facility if header else "",
-               assessment.control_id,
-               hashlib.sha256(raw).hexdigest())
-        self._queue.put(_Pending(raw, peer, assessment, key, future, received_at or utcnow()))
+        self._queue.put(_Pending(raw, peer, assessment, self._key(raw, assessment), future,
+                                 received_at or utcnow()))
         return future
+
+    def submit_async(self, raw: bytes, peer: str, assessment: Assessment,
+                     received_at: datetime | None = None) -> asyncio.Future[Receipt]:
+        """`submit` for the event loop: an asyncio future, resolved together with the rest
+        of its batch (one wake-up of the loop per commit, not one per message)."""
+        waiter: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        if self._closed.is_set():
+            waiter.set_exception(InboxClosed("the inbox is closed"))
+            return waiter
+        self._queue.put(_Pending(raw, peer, assessment, self._key(raw, assessment), None,
+                                 received_at or utcnow(), waiter))
+        return waiter
+
+    @staticmethod
+    def _key(raw: bytes, assessment: Assessment) -> tuple[str, str, str, str]:
+        header = assessment.header
+        return (header.sending_application if header else "",
+                header.sending_facility if header else "", assessment.control_id,
+                hashlib.sha256(raw).hexdigest())
 
     def _run(self) -> None:
         while True:
@@ -140,7 +215,7 @@ class DurableInbox:
             except queue.Empty:
                 return
             if item is not None:
-                item.future.set_exception(InboxClosed("the inbox is closed"))
+                _deliver([item], [InboxClosed("the inbox is closed")])
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         for attempt in (1, 2):
@@ -155,57 +230,49 @@ class DurableInbox:
             except Exception as exc:  # a failed commit must reach every waiting sender
                 logs.inbox.error("inbox commit of %d message(s) failed: %s", len(batch),
                                  logs.describe_error(exc))
-                for item in batch:
-                    item.future.set_exception(exc)
+                _deliver(batch, [exc] * len(batch))
                 return
-        for item, receipt in zip(batch, receipts, strict=True):
-            item.future.set_result(receipt)
+        _deliver(batch, receipts)
         fresh = [r.message_id for r in receipts
                  if not r.duplicate and r.status is InboxStatus.RECEIVED]
         if fresh and self._on_committed is not None:
             self._on_committed(fresh)
 
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
-        now = utcnow()
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+        """One transaction: find resends, insert the rest, count the resends. SQLAlchemy
+        Core rather than the ORM: this runs once per batch on the ACK path."""
+        known: dict[tuple[str, str, str, str], tuple[int, Mapping[str, Any]]] = {}
+        with self._engine.begin() as conn:
             hashes = {item.key[3] for item in batch}
-            existing: dict[tuple[str, str, str, str], InboxMessage] = {}
-            for row in session.scalars(
-                    select(InboxMessage).where(InboxMessage.content_hash.in_(hashes))):
-                key = (row.sending_application, row.sending_facility, row.control_id,
-                       row.content_hash)
-                existing[key] = row
-            rows: list[tuple[InboxMessage, bool]] = []
+            for row in conn.execute(select(*_KNOWN).where(_INBOX.c.content_hash.in_(hashes))):
+                fields = row._mapping
+                known[(fields["sending_application"], fields["sending_facility"],
+                       fields["control_id"], fields["content_hash"])] = (row.id, fields)
+            fresh: list[dict[str, Any]] = []
+            fresh_keys: list[tuple[str, str, str, str]] = []
             for item in batch:
-                row = existing.get(item.key)
-                if row is not None:
-                    row.duplicate_count += 1
-                    row.last_duplicate_at = now
-                    rows.append((row, True))
-                    continue
-                assessment = item.assessment
-                header = assessment.header
-                error = assessment.errors[0] if assessment.errors else None
-                enhanced = bool(header and header.enhanced_mode)
-                code = ack_code(assessment.outcome, enhanced)
-                row = InboxMessage(
-                    received_at=item.received_at, peer=item.peer[:64],
-                    sending_application=item.key[0][:227], sending_facility=item.key[1][:227],
-                    control_id=item.key[2][:199], content_hash=item.key[3],
-                    message_type=header.message_type[:16] if header else "",
-                    trigger=header.trigger[:16] if header else "",
-                    version=header.version[:16] if header else "",
-                    charset=header.charset if header else "",
-                    raw=item.raw, status=_status_for(assessment).value, ack_code=code,
-                    ack_error_code=error.code if error else "",
-                    ack_error_text=error.text if error else "",
-                    ack_error_location=error.location if error else "",
-                    attempts=0, last_error="", patient_key="", duplicate_count=0)
-                session.add(row)
-                existing[item.key] = row
-                rows.append((row, False))
-            session.flush()
-            receipts = [_receipt_of(row, dup) for row, dup in rows]
+                if item.key not in known and item.key not in fresh_keys:
+                    fresh.append(_new_row(item))
+                    fresh_keys.append(item.key)
+            if fresh:
+                ids = conn.execute(
+                    insert(_INBOX).returning(_INBOX.c.id, sort_by_parameter_order=True),
+                    fresh).scalars().all()
+                for key, message_id, values in zip(fresh_keys, ids, fresh, strict=True):
+                    known[key] = (message_id, {**values, "new": True})
+            receipts, resent = [], []
+            claimed: set[tuple[str, str, str, str]] = set()
+            for item in batch:
+                message_id, fields = known[item.key]
+                duplicate = "new" not in fields or item.key in claimed
+                claimed.add(item.key)
+                receipts.append(_receipt_of(message_id, fields, duplicate))
+                if duplicate:
+                    resent.append({"resent_id": message_id})
+            if resent:
+                conn.execute(update(_INBOX).where(_INBOX.c.id == bindparam("resent_id")).values(
+                    duplicate_count=_INBOX.c.duplicate_count + 1, last_duplicate_at=utcnow()),
+                    resent)
         for receipt, item in zip(receipts, batch, strict=True):
             if receipt.duplicate:
                 logs.inbox.info("resend of control id %r from %s: answered as before (%s)",

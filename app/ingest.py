@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app import logs
@@ -31,12 +32,22 @@ from app.config import IngestConfig
 from app.store.db import write_gate, writer
 from app.store.models import InboxMessage, InboxStatus, utcnow
 from app.store.patients import apply_parsed
-from integrations.hl7.events import MessageContentError
+from integrations.hl7.events import MessageContentError, ParsedMessage
 from integrations.hl7.header import HeaderError, read_header
 from integrations.hl7.parse import parse_message
 
 BATCH_BUDGET_S = 0.025  # hold the write lock briefly: the inbox writer is waiting behind us
+CHUNK = 32  # messages read and parsed ahead of one write transaction
 POLL_S = 1.0
+
+
+class Signal(Protocol):
+    """What the processor needs of an event: threading.Event or multiprocessing.Event."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,23 +78,32 @@ class Processor:
     """Applies received messages to the store, on its own thread or on demand."""
 
     def __init__(self, engine: Engine, config: IngestConfig | None = None,
-                 on_change: Callable[[PatientChanged], None] | None = None) -> None:
+                 on_change: Callable[[PatientChanged], None] | None = None, *,
+                 wake: Signal | None = None, stop: Signal | None = None) -> None:
         self._reader = engine
         self._engine = writer(engine)
         self._gate = write_gate(engine)
+        # On PostgreSQL two processors (an old worker not yet gone, a second listener) must
+        # never take the same message: each locks it, and skips it if it is taken.
+        self._load = (_LOAD.with_for_update(skip_locked=True)
+                      if engine.dialect.name == "postgresql" else _LOAD)
         self._config = config or IngestConfig()
         self._tz = feed_timezone(self._config.feed_timezone)
         self._on_change = on_change
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        # Threading events here; multiprocessing events in the worker process (app/worker.py).
+        self._wake: Signal = wake or threading.Event()
+        self._stop: Signal = stop or threading.Event()
         self._thread: threading.Thread | None = None
+        self._delivering = 0  # batches committed whose changes are not yet handed over
+        self._ahead: dict[int, Row[Any]] = {}  # read and parsed, not yet applied
+        self._parsed: dict[int, list[ParsedMessage] | str] = {}
 
     def wake(self, _ids: object = None) -> None:
         """Something was received: process it now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="clarion-ingest", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="clarion-ingest", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -93,7 +113,8 @@ class Processor:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Process until stopped: now, whenever woken, and every `POLL_S` regardless."""
         while not self._stop.is_set():
             try:
                 busy = self.process_pending()
@@ -124,66 +145,105 @@ class Processor:
                 continue
             todo.append(message_id)
         handled = 0
-        while todo and not self._stop.is_set():
-            handled += self._process_batch(todo, waiting)
+        try:
+            while todo and not self._stop.is_set():
+                handled += self._process_batch(todo, waiting)
+        finally:
+            self._ahead.clear()
+            self._parsed.clear()
         return handled
 
     def _process_batch(self, todo: list[int], waiting: set[str]) -> int:
+        """Process the next few due messages: parse them first, outside the write lock
+        (parsing is half the work), then apply them in one transaction, giving way to the
+        ACK path when it is waiting."""
+        chunk, todo[:] = todo[:CHUNK], todo[CHUNK:]
+        rows, parsed = self._ahead, self._parsed  # what an earlier batch read but left
+        unread = [i for i in chunk if i not in rows]
+        if unread:
+            with self._reader.connect() as conn:
+                rows.update((row.id, row) for row in conn.execute(_LOAD_MANY, {"ids": unread}))
+        for i in unread:
+            if i in rows and rows[i].status == InboxStatus.RECEIVED.value:
+                parsed[i] = self._parse(rows[i])
         changes: list[PatientChanged] = []
         handled = 0
-        started = time.perf_counter()
-        with self._gate.background(), Session(self._engine, expire_on_commit=False) as session, \
-                session.begin():
-            while (todo and time.perf_counter() - started < BATCH_BUDGET_S
-                   and not (handled and self._gate.urgent_waiting())):
-                message_id = todo.pop(0)
-                row = session.get(InboxMessage, message_id)
-                if row is None or row.status != InboxStatus.RECEIVED.value:
-                    continue
-                if row.patient_key and row.patient_key in waiting:
-                    continue
-                handled += 1
-                changes += self._process_one(session, row, waiting)
-        for change in changes:
-            if self._on_change is not None:
-                try:
-                    self._on_change(change)
-                except Exception:  # a listener's failure must not undo the ingest
-                    logs.ingest.exception("patient-changed callback failed")
+        self._delivering += 1
+        try:
+            handled = self._apply_batch(chunk, rows, parsed, waiting, todo, changes)
+            for change in changes:
+                if self._on_change is not None:
+                    try:
+                        self._on_change(change)
+                    except Exception:  # a listener's failure must not undo the ingest
+                        logs.ingest.exception("patient-changed callback failed")
+        finally:
+            self._delivering -= 1
         return handled
 
-    def _process_one(self, session: Session, row: InboxMessage,
-                     waiting: set[str]) -> list[PatientChanged]:
-        now = utcnow()
+    def settled(self) -> bool:
+        """No processed message's change is still on its way to `on_change`."""
+        return self._delivering == 0
+
+    def _apply_batch(self, chunk: list[int], rows: dict[int, Row[Any]],
+                     parsed: dict[int, list[ParsedMessage] | str], waiting: set[str],
+                     todo: list[int], changes: list[PatientChanged]) -> int:
+        handled = 0
+        with self._gate.background(), self._engine.begin() as conn:
+            started = time.perf_counter()  # the budget counts from holding the gate
+            for position, message_id in enumerate(chunk):
+                # At least one message per turn, whatever the wait for the gate was.
+                if handled and (time.perf_counter() - started > BATCH_BUDGET_S
+                                or self._gate.urgent_waiting()):
+                    todo[:0] = chunk[position:]  # next time: the ACK path goes first
+                    break
+                row, content = rows.pop(message_id, None), parsed.pop(message_id, None)
+                if row is None or content is None:
+                    continue
+                # Still ours? (another processor may have taken it; on PostgreSQL the row
+                # stays locked until we commit)
+                now = conn.execute(self._load, {"message_id": message_id}).first()
+                if now is None or now.status != InboxStatus.RECEIVED.value:
+                    continue
+                if now.patient_key and now.patient_key in waiting:
+                    continue
+                handled += 1
+                changes += self._process_one(conn, row, content, waiting)
+        return handled
+
+    def _parse(self, row: Row[Any]) -> list[ParsedMessage] | str:
+        """The message's content, or why it cannot be used (quarantined at once)."""
         try:
             header = read_header(row.raw)
-            parsed = parse_message(header.text, header.message_type, header.trigger, self._tz)
+            return parse_message(header.text, header.message_type, header.trigger, self._tz)
         except MessageContentError as exc:
-            self._fail(row, f"content error ({exc.location or 'message'}): {exc}", now,
-                       final=True)
-            return []
+            return f"content error ({exc.location or 'message'}): {exc}"
         except HeaderError as exc:  # readable at receipt, so only a changed parser gets here
-            self._fail(row, f"header error: {exc}", now, final=True)
+            return f"header error: {exc}"
+
+    def _process_one(self, conn: Connection, row: Row[Any], parsed: list[ParsedMessage] | str,
+                     waiting: set[str]) -> list[PatientChanged]:
+        now = utcnow()
+        if isinstance(parsed, str):
+            self._fail(conn, row, "", parsed, now, final=True)
             return []
         first = parsed[0].patient.identifiers[0]
-        row.patient_key = logs.pseudonym(first.value, first.authority)
-        if row.patient_key in waiting:
-            return []  # an earlier message of this patient waits for a retry: keep order
-        try:
-            with session.begin_nested():
-                patient_ids = apply_parsed(session, row.id, parsed)
-        except Exception as exc:  # anything else may be transient: retry, then quarantine
-            self._fail(row, logs.describe_error(exc), now, final=False)
-            if row.status == InboxStatus.RECEIVED.value:
-                waiting.add(row.patient_key)
+        patient_key = logs.pseudonym(first.value, first.authority)
+        if patient_key in waiting:  # an earlier message of this patient waits for a retry
+            conn.execute(_KEYED, {"message_id": row.id, "key": patient_key})
             return []
-        row.status = InboxStatus.PROCESSED.value
-        row.processed_at = now
-        row.attempts += 1
-        row.next_attempt_at = None
+        try:
+            with conn.begin_nested():
+                patient_ids = apply_parsed(conn, row.id, parsed)
+        except Exception as exc:  # anything else may be transient: retry, then quarantine
+            if self._fail(conn, row, patient_key, logs.describe_error(exc), now, final=False):
+                waiting.add(patient_key)
+            return []
+        conn.execute(_DONE, {"message_id": row.id, "key": patient_key, "at": now,
+                             "attempts": row.attempts + 1})
         loincs = tuple(sorted({o.loinc for p in parsed for o in p.observations if o.loinc}))
         logs.ingest.debug("processed %s^%s control id %r for %s", row.message_type,
-                          row.trigger, row.control_id, row.patient_key)
+                          row.trigger, row.control_id, patient_key)
         changes = []
         for pid, item in zip(patient_ids, parsed, strict=True):
             visit = item.visit
@@ -194,17 +254,37 @@ class Processor:
                 if visit else ()))
         return changes
 
-    def _fail(self, row: InboxMessage, error: str, now: datetime, *, final: bool) -> None:
-        row.attempts += 1
-        row.last_error = error[:4000]
-        if final or row.attempts >= self._config.max_attempts:
-            row.status = InboxStatus.FAILED.value
-            row.next_attempt_at = None
+    def _fail(self, conn: Connection, row: Row[Any], patient_key: str, error: str,
+              now: datetime, *, final: bool) -> bool:
+        """Record a failed attempt; True if the message will be tried again."""
+        attempts = row.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:4000],
+                                  "next_attempt_at": None}
+        if patient_key:
+            values["patient_key"] = patient_key
+        if final or attempts >= self._config.max_attempts:
+            values["status"] = InboxStatus.FAILED.value
             logs.ingest.error("quarantined message %d (control id %r) after %d attempt(s): %s",
-                              row.id, row.control_id, row.attempts, error)
+                              row.id, row.control_id, attempts, error)
         else:
-            delay = self._config.retry_backoff_s * 2 ** (row.attempts - 1)
-            row.next_attempt_at = now + timedelta(seconds=delay)
+            delay = self._config.retry_backoff_s * 2 ** (attempts - 1)
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
             logs.ingest.warning("message %d (control id %r) failed attempt %d, retry in "
-                                "%.1f s: %s", row.id, row.control_id, row.attempts, delay,
-                                error)
+                                "%.1f s: %s", row.id, row.control_id, attempts, delay, error)
+        conn.execute(update(_INBOX).where(_INBOX.c.id == row.id).values(**values))
+        return "status" not in values
+
+
+# The processor's statements, built once: it runs them for every message.
+_INBOX = InboxMessage.__table__
+_LOAD_MANY = select(_INBOX.c.id, _INBOX.c.raw, _INBOX.c.status, _INBOX.c.patient_key,
+                    _INBOX.c.attempts, _INBOX.c.received_at, _INBOX.c.message_type,
+                    _INBOX.c.trigger, _INBOX.c.control_id).where(
+    _INBOX.c.id.in_(bindparam("ids", expanding=True)))
+_LOAD = select(_INBOX.c.id, _INBOX.c.status, _INBOX.c.patient_key).where(
+    _INBOX.c.id == bindparam("message_id"))
+_DONE = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(
+    status=InboxStatus.PROCESSED.value, processed_at=bindparam("at"),
+    attempts=bindparam("attempts"), next_attempt_at=None, patient_key=bindparam("key"))
+_KEYED = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(
+    patient_key=bindparam("key"))

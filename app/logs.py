@@ -37,6 +37,17 @@ def load_pseudonym_key(data_dir: Path) -> None:
     _key = path.read_bytes()
 
 
+def pseudonym_key() -> bytes:
+    """The key in use (handed to the processing worker process)."""
+    return _key
+
+
+def set_pseudonym_key(key: bytes) -> None:
+    """Use `key` (the parent process's) for pseudonyms in this process."""
+    global _key
+    _key = key
+
+
 def pseudonym(value: str, authority: str = "") -> str:
     """A short keyed hash of an identifier, safe to log."""
     digest = hmac.new(_key, f"{authority}\x1f{value}".encode(), hashlib.sha256)

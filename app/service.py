@@ -5,20 +5,21 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from app import logs
 from app.config import Config
 from app.inbox import DurableInbox
 from app.ingest import PatientChanged, Processor
-from app.store.models import utcnow
+from app.store.models import InboxMessage, InboxStatus, utcnow
+from app.worker import WorkerProcess
 from integrations.hl7.acks import AckError, Outcome, build_ack
-from integrations.hl7.receipt import assess
+from integrations.hl7.receipt import Assessment, assess
 from integrations.mllp import ListenerThread, MllpServer, ServerLimits
 
 
@@ -43,7 +44,11 @@ class IngestService:
                  on_change: Callable[[PatientChanged], None] | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.processor = Processor(engine, config.ingest, on_change)
+        self.processor: Processor | WorkerProcess
+        if config.ingest.worker == "process" and not _in_memory(engine):
+            self.processor = WorkerProcess(engine, config.ingest, on_change)
+        else:
+            self.processor = Processor(engine, config.ingest, on_change)
         self.inbox = DurableInbox(engine, on_committed=self.processor.wake)
         self._processing_ids = frozenset(p.upper() for p in config.listener.processing_ids)
         self._listener_thread: ListenerThread | None = None
@@ -55,8 +60,7 @@ class IngestService:
         assessment = assess(raw, self._processing_ids)
         duplicate = False
         try:
-            receipt = await asyncio.wrap_future(
-                self.inbox.submit(raw, peer, assessment, arrived))
+            receipt = await self.inbox.submit_async(raw, peer, assessment, arrived)
             outcome, errors, duplicate = receipt.outcome, receipt.errors, receipt.duplicate
         except Exception as exc:  # not stored: say so, so the sender keeps it and resends
             logs.listener.error("control id %r from %s NOT stored (%s); answering reject",
@@ -66,14 +70,34 @@ class IngestService:
                                       "unavailable); resend it later"),)
         header = assessment.header
         ack = build_ack(header, outcome, errors, control_id=assessment.control_id)
+        if logs.listener.isEnabledFor(logging.INFO):
+            self._log_answer(assessment, ack, peer, duplicate, started)
+        codec = header.charset if header else "ascii"
+        return ack.encode(codec, errors="replace")
+
+    @staticmethod
+    def _log_answer(assessment: Assessment, ack: str, peer: str, duplicate: bool,
+                    started: float) -> None:
+        header = assessment.header
         kind = f"{header.message_type}^{header.trigger}" if header else "unreadable"
         logs.listener.info("%s %s control id %r → %s%s in %.1f ms", peer, kind,
                            assessment.control_id,
                            _msa_code(ack, header.field_sep if header else "|"),
                            " (resend)" if duplicate else "",
                            (time.perf_counter() - started) * 1000)
-        codec = header.charset if header else "ascii"
-        return ack.encode(codec, errors="replace")
+
+    def wait_settled(self, timeout: float = 30.0) -> bool:
+        """Until nothing received waits for processing and every change it made has
+        reached `on_change` (the demo and tests use this). False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.connect() as conn:
+                pending = conn.scalar(select(func.count()).select_from(InboxMessage).where(
+                    InboxMessage.status == InboxStatus.RECEIVED.value))
+            if not pending and self.processor.settled():
+                return True
+            time.sleep(0.02)
+        return False
 
     def make_server(self) -> MllpServer:
         listener = self.config.listener
@@ -108,6 +132,11 @@ class IngestService:
         if self._listener_thread is not None:
             self._listener_thread.stop()
         self.stop_workers()
+
+
+def _in_memory(engine: Engine) -> bool:
+    """An in-memory SQLite store cannot be opened by another process."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
 def _msa_code(ack: str, sep: str) -> str:

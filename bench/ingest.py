@@ -4,9 +4,11 @@
     CLARION_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/ingest.py
 
-Runs the real listener (asyncio thread), durable inbox and processor in this process;
-the senders run in a separate process (as the interface engine does), one thread per
-connection, each waiting for its ACK before sending the next message. Every ACK means the raw bytes were committed
+Runs the real listener (asyncio thread) and durable inbox in this process, and the
+processor in its worker process (the default, app/worker.py); the senders run in a
+separate process (as the interface engine does), one thread per connection, each
+waiting for its ACK before sending the next message. Three busy processes (four with
+PostgreSQL) share the 2 cores, so figures move by 10-20 % from run to run. Every ACK means the raw bytes were committed
 (SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit on).
 
 Parsers compared on the ACK path:

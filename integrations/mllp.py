@@ -168,12 +168,12 @@ class MllpServer:
         idle = self.limits.idle_timeout_s
         while not self._stopping:
             try:
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout(idle) as deadline:
                     junk = await reader.readuntil(START)
-                if junk[:-1].strip():
-                    log.warning("%s: skipped %d bytes outside any frame", conn.peer,
-                                len(junk) - 1)
-                async with asyncio.timeout(idle):
+                    if junk[:-1].strip():
+                        log.warning("%s: skipped %d bytes outside any frame", conn.peer,
+                                    len(junk) - 1)
+                    deadline.reschedule(asyncio.get_running_loop().time() + idle)
                     body = await reader.readuntil(END)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial.strip():

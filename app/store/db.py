@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -49,38 +50,55 @@ def writer(engine: Engine) -> Engine:
 
 
 class WriteGate:
-    """Orders this process's write transactions on one database, the ACK path first.
+    """Orders the write transactions on one SQLite database, the ACK path first.
 
     SQLite has one write lock and its busy handler is not fair: a processor that commits
     batch after batch can keep the inbox writer sleeping in back-off for 100 ms at a time,
-    and every sender waits for its ACK meanwhile. Here writers queue on a Python lock
-    instead, and background work steps aside whenever urgent work is waiting.
+    and every sender waits for its ACK meanwhile. Here writers queue on a lock instead,
+    and background work steps aside whenever urgent work is waiting. The lock and counters
+    are multiprocessing primitives, so the gate also orders the processing worker process
+    (app/worker.py), which receives it when it is spawned.
     """
 
     QUIET_S = 0.003  # background work starts only after this long without urgent work ...
-    MAX_DEFER_S = 0.25  # ... but never waits longer than this, so it cannot starve
+    MAX_DEFER_S = 1.0  # ... but never waits longer than this, so it cannot starve
+    POLL_S = 0.0005  # how often waiting background work looks again
+    RECHECK_S = 0.5  # a writer waiting for the lock looks whether it was replaced
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._state = threading.Condition()
-        self._urgent_waiting = 0
-        self._last_urgent = 0.0
+        self._ctx = multiprocessing.get_context("spawn")
+        self.reset()
+
+    def reset(self) -> None:
+        """New primitives: a worker process killed while holding the gate must not keep
+        it shut. Called by its parent before it starts another worker."""
+        self._lock = self._ctx.Lock()
+        self._urgent_waiting = self._ctx.Value("i", 0)
+        self._last_urgent = self._ctx.Value("d", 0.0, lock=False)
+
+    def _acquire(self) -> Any:
+        """The lock, once held; re-read while waiting, in case `reset` replaced it."""
+        while True:
+            lock = self._lock
+            if lock.acquire(True, self.RECHECK_S):
+                return lock
+
+    def _count_urgent(self, step: int) -> None:
+        counter = self._urgent_waiting
+        with counter.get_lock():
+            counter.value += step
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
         """Hold the gate for ACK-path work; background work yields to it."""
-        with self._state:
-            self._urgent_waiting += 1
-        self._lock.acquire()
-        with self._state:
-            self._urgent_waiting -= 1
+        self._count_urgent(1)
+        lock = self._acquire()
+        self._count_urgent(-1)
         try:
             yield
         finally:
-            self._last_urgent = time.monotonic()
-            self._lock.release()
-            with self._state:
-                self._state.notify_all()
+            self._last_urgent.value = time.monotonic()
+            lock.release()
 
     @contextmanager
     def background(self) -> Iterator[None]:
@@ -91,27 +109,25 @@ class WriteGate:
         """
         deadline = time.monotonic() + self.MAX_DEFER_S
         while time.monotonic() < deadline:
-            quiet_for = time.monotonic() - self._last_urgent
+            quiet_for = time.monotonic() - self._last_urgent.value
             if quiet_for >= self.QUIET_S:
                 break
             time.sleep(self.QUIET_S - quiet_for)
         while True:
-            with self._state:
-                while self._urgent_waiting:
-                    self._state.wait(0.05)
-            self._lock.acquire()
-            with self._state:
-                if not self._urgent_waiting:
-                    break
-            self._lock.release()  # urgent work arrived between the check and the lock
+            while self._urgent_waiting.value:
+                time.sleep(self.POLL_S)
+            lock = self._acquire()
+            if not self._urgent_waiting.value:
+                break
+            lock.release()  # urgent work arrived between the check and the lock
         try:
             yield
         finally:
-            self._lock.release()
+            lock.release()
 
     def urgent_waiting(self) -> bool:
         """Whether ACK-path work is waiting: background work should finish up soon."""
-        return self._urgent_waiting > 0
+        return self._urgent_waiting.value > 0
 
 
 _gates: dict[str, WriteGate] = {}
@@ -120,6 +136,12 @@ _gates_lock = threading.Lock()
 
 class _OpenGate(WriteGate):
     """PostgreSQL locks rows, not the database: writers need no turn-taking there."""
+
+    def __init__(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
@@ -142,7 +164,18 @@ def write_gate(engine: Engine) -> WriteGate:
         return _open_gate
     key = engine.url.render_as_string(hide_password=False)
     with _gates_lock:
-        return _gates.setdefault(key, WriteGate())
+        gate = _gates.get(key)
+        if gate is None:
+            gate = _gates[key] = WriteGate()
+        return gate
+
+
+def share_write_gate(engine: Engine, gate: WriteGate) -> None:
+    """Use `gate` (another process's, passed at spawn) for this database in this process."""
+    if engine.dialect.name == "sqlite":
+        key = engine.url.render_as_string(hide_password=False)
+        with _gates_lock:
+            _gates[key] = gate
 
 
 def make_engine(url: str) -> Engine:

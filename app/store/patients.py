@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import logs
@@ -21,11 +21,11 @@ from app.store.models import (
 )
 from integrations.hl7.events import (
     AdtAction,
+    Diagnosis,
     Identifier,
     Observation,
     ParsedMessage,
     PatientInfo,
-    VisitInfo,
 )
 
 _PERSON_ONLY = {"A28", "A31"}  # person administration: PV1 there is not a visit
@@ -42,27 +42,6 @@ def _survivor(session: Session, patient: Patient) -> Patient:
     return patient
 
 
-def find_patient(session: Session, identifiers: Sequence[Identifier]) -> Patient | None:
-    """The (surviving) patient holding any of these (identifier, authority) pairs.
-
-    The first identifier is the one the sender lists first (PID-3's first repetition) and
-    wins when the pairs point at different patients.
-    """
-    if not identifiers:
-        return None
-    clauses = [and_(PatientIdentifier.value == i.value, PatientIdentifier.authority == i.authority)
-               for i in identifiers]
-    found = {(row.value, row.authority): row.patient_id
-             for row in session.scalars(select(PatientIdentifier).where(or_(*clauses)))}
-    for ident in identifiers:
-        patient_id = found.get((ident.value, ident.authority))
-        if patient_id is not None:
-            patient = session.get(Patient, patient_id)
-            if patient is not None:
-                return _survivor(session, patient)
-    return None
-
-
 def find_by_identifier(session: Session, value: str, authority: str | None) -> list[Patient]:
     """Patients with this identifier; any authority when `authority` is None."""
     query = select(PatientIdentifier).where(PatientIdentifier.value == value)
@@ -77,116 +56,136 @@ def find_by_identifier(session: Session, value: str, authority: str | None) -> l
     return list(patients.values())
 
 
-def upsert_patient(session: Session, info: PatientInfo) -> Patient:
-    """Find the patient by any identifier, or create them; update what the message says."""
-    patient = find_patient(session, info.identifiers)
-    if patient is None:
-        patient = Patient()
-        session.add(patient)
-        session.flush()
-    for attr in ("family_name", "given_name", "birth_date", "sex", "race", "ethnicity"):
-        value = getattr(info, attr)
-        if value:
-            setattr(patient, attr, value)
-    if info.deceased:
-        patient.deceased = True
-    patient.updated_at = utcnow()
-    _attach_identifiers(session, patient, info.identifiers)
-    return patient
+# Writing: SQLAlchemy Core on the processor's connection. The ORM's unit of work cost
+# several times the SQL itself here, and this runs for every message received.
+_P = Patient.__table__
+_PI = PatientIdentifier.__table__
+_E = Encounter.__table__
+_O = ObservationRecord.__table__
+_D = DiagnosisRecord.__table__
+_DEMOGRAPHICS = ("family_name", "given_name", "birth_date", "sex", "race", "ethnicity")
+_VISIT = ("patient_class", "location", "prior_location", "attending", "referring",
+          "admitting", "admitted_at")
 
 
-def _attach_identifiers(session: Session, patient: Patient,
-                        identifiers: Sequence[Identifier]) -> None:
-    clauses = [and_(PatientIdentifier.value == i.value, PatientIdentifier.authority == i.authority)
-               for i in identifiers]
-    if not clauses:
-        return
-    known = {(row.value, row.authority): row for row in
-             session.scalars(select(PatientIdentifier).where(or_(*clauses)))}
+def _survivor_id(conn: Connection, patient_id: int, merged_into: int | None) -> int:
+    seen = {patient_id}
+    while merged_into is not None and merged_into not in seen:
+        seen.add(merged_into)
+        patient_id = merged_into
+        merged_into = conn.scalar(select(_P.c.merged_into_id).where(_P.c.id == patient_id))
+    return patient_id
+
+
+def _owners(conn: Connection, identifiers: Sequence[Identifier]) -> dict[tuple[str, str], int]:
+    """(value, authority) → the surviving patient holding it, for those that are known."""
+    if not identifiers:
+        return {}
+    pairs = or_(*(and_(_PI.c.value == i.value, _PI.c.authority == i.authority)
+                  for i in identifiers))
+    rows = conn.execute(select(_PI.c.value, _PI.c.authority, _PI.c.patient_id,
+                               _P.c.merged_into_id)
+                        .join(_P, _P.c.id == _PI.c.patient_id).where(pairs))
+    return {(value, authority): _survivor_id(conn, patient_id, merged)
+            for value, authority, patient_id, merged in rows}
+
+
+def _first_owner(identifiers: Sequence[Identifier],
+                 owners: dict[tuple[str, str], int]) -> int | None:
+    """The sender lists the identifier that wins first (PID-3's first repetition)."""
+    for ident in identifiers:
+        owner = owners.get((ident.value, ident.authority))
+        if owner is not None:
+            return owner
+    return None
+
+
+def _attach_identifiers(conn: Connection, patient_id: int, identifiers: Sequence[Identifier],
+                        owners: dict[tuple[str, str], int]) -> None:
+    new = []
     for ident in dict.fromkeys(identifiers):
-        existing = known.get((ident.value, ident.authority))
-        if existing is None:
-            session.add(PatientIdentifier(patient_id=patient.id, value=ident.value,
-                                          authority=ident.authority, type_code=ident.type_code))
-        elif existing.patient_id != patient.id:
-            owner = session.get(Patient, existing.patient_id)
-            if owner is not None and _survivor(session, owner).id != patient.id:
-                logs.store.warning("identifier %s already belongs to another patient; "
-                                   "not moved (merge with ADT^A40 if they are the same person)",
-                                   logs.pseudonym(ident.value, ident.authority))
-    session.flush()
+        owner = owners.get((ident.value, ident.authority))
+        if owner is None:
+            new.append({"patient_id": patient_id, "value": ident.value,
+                        "authority": ident.authority, "type_code": ident.type_code})
+            owners[(ident.value, ident.authority)] = patient_id
+        elif owner != patient_id:
+            logs.store.warning("identifier %s already belongs to another patient; "
+                               "not moved (merge with ADT^A40 if they are the same person)",
+                               logs.pseudonym(ident.value, ident.authority))
+    if new:
+        conn.execute(insert(_PI), new)
 
 
-def _find_encounter(session: Session, patient: Patient, visit: VisitInfo) -> Encounter | None:
-    query = select(Encounter).where(Encounter.patient_id == patient.id)
-    if visit.visit_number:
-        query = query.where(Encounter.visit_number == visit.visit_number)
+def _upsert_patient(conn: Connection, info: PatientInfo) -> int:
+    """Find the patient by any identifier, or create them; update what the message says."""
+    owners = _owners(conn, info.identifiers)
+    patient_id = _first_owner(info.identifiers, owners)
+    values: dict[str, Any] = {a: getattr(info, a) for a in _DEMOGRAPHICS if getattr(info, a)}
+    if info.deceased:
+        values["deceased"] = True
+    values["updated_at"] = utcnow()
+    if patient_id is None:
+        patient_id = conn.execute(insert(_P).values(**values).returning(_P.c.id)).scalar_one()
     else:
-        query = query.where(Encounter.status == EncounterStatus.ACTIVE.value)
-    return session.scalars(query.order_by(Encounter.id.desc()).limit(1)).first()
+        conn.execute(update(_P).where(_P.c.id == patient_id).values(**values))
+    _attach_identifiers(conn, patient_id, info.identifiers, owners)
+    return patient_id
 
 
-def _encounter(session: Session, patient: Patient, visit: VisitInfo, trigger: str) -> Encounter:
-    encounter = _find_encounter(session, patient, visit)
-    if encounter is None:
-        encounter = Encounter(patient_id=patient.id, visit_number=visit.visit_number,
-                              status=EncounterStatus.ACTIVE.value)
-        session.add(encounter)
-    for attr in ("patient_class", "location", "prior_location", "attending", "referring",
-                 "admitting", "admitted_at"):
-        value = getattr(visit, attr)
-        if value:
-            setattr(encounter, attr, value)
-    encounter.last_event = trigger
-    encounter.updated_at = utcnow()
-    session.flush()
-    return encounter
-
-
-def _apply_visit(session: Session, patient: Patient, parsed: ParsedMessage) -> Encounter | None:
+def _apply_visit(conn: Connection, patient_id: int, parsed: ParsedMessage) -> int | None:
+    """The encounter this message is about, created or updated; None if there is none."""
     visit, action = parsed.visit, parsed.adt_action
     if visit is None or parsed.trigger in _PERSON_ONLY:
         return None
-    if action is None:  # an ORU: link results to a numbered visit, never invent one
-        return _encounter(session, patient, visit, parsed.trigger) if visit.visit_number else None
+    if action is None and not visit.visit_number:
+        return None  # an ORU: link results to a numbered visit, never invent one
+    query = select(_E.c.id, _E.c.location, _E.c.status).where(_E.c.patient_id == patient_id)
+    if visit.visit_number:
+        query = query.where(_E.c.visit_number == visit.visit_number)
+    else:
+        query = query.where(_E.c.status == EncounterStatus.ACTIVE.value)
+    current = conn.execute(query.order_by(_E.c.id.desc()).limit(1)).first()
+    values: dict[str, Any] = {a: getattr(visit, a) for a in _VISIT if getattr(visit, a)}
+    values.update(last_event=parsed.trigger, updated_at=utcnow())
+    status = current.status if current is not None else EncounterStatus.ACTIVE.value
     if action is AdtAction.TRANSFER:
-        current = _find_encounter(session, patient, visit)
-        previous = current.location if current is not None else ""
-        encounter = _encounter(session, patient, visit, parsed.trigger)
-        encounter.prior_location = visit.prior_location or previous
-        encounter.location = visit.location or encounter.location
-        encounter.status = EncounterStatus.ACTIVE.value
-        return encounter
-    encounter = _encounter(session, patient, visit, parsed.trigger)
-    if action is AdtAction.DISCHARGE:
-        encounter.status = EncounterStatus.DISCHARGED.value
-        encounter.discharged_at = visit.discharged_at or parsed.event_time or utcnow()
+        values["prior_location"] = visit.prior_location or (
+            current.location if current is not None else "")
+        status = EncounterStatus.ACTIVE.value
+    elif action is AdtAction.DISCHARGE:
+        status = EncounterStatus.DISCHARGED.value
+        values["discharged_at"] = visit.discharged_at or parsed.event_time or utcnow()
     elif action is AdtAction.CANCEL_ADMIT:
-        encounter.status = EncounterStatus.CANCELLED.value
+        status = EncounterStatus.CANCELLED.value
     elif action is AdtAction.CANCEL_DISCHARGE:
-        encounter.status = EncounterStatus.ACTIVE.value
-        encounter.discharged_at = None
-    elif parsed.trigger in ("A01", "A04", "A05") and encounter.status != \
-            EncounterStatus.DISCHARGED.value:
-        encounter.status = EncounterStatus.ACTIVE.value
-    return encounter
+        status = EncounterStatus.ACTIVE.value
+        values["discharged_at"] = None
+    elif parsed.trigger in ("A01", "A04", "A05") and status != EncounterStatus.DISCHARGED.value:
+        status = EncounterStatus.ACTIVE.value
+    values["status"] = status
+    if current is None:
+        return conn.execute(insert(_E).values(
+            patient_id=patient_id, visit_number=visit.visit_number, **values
+        ).returning(_E.c.id)).scalar_one()
+    conn.execute(update(_E).where(_E.c.id == current.id).values(**values))
+    return current.id
 
 
-def _merge(session: Session, survivor: Patient, merged_ids: Sequence[Identifier]) -> None:
+def _merge(conn: Connection, survivor_id: int, merged_ids: Sequence[Identifier]) -> None:
     """ADT^A40: the merged patient's history, visits and identifiers move to the survivor."""
-    merged = find_patient(session, merged_ids)
-    if merged is None or merged.id == survivor.id:
+    owners = _owners(conn, merged_ids)
+    merged_id = _first_owner(merged_ids, owners)
+    if merged_id is None or merged_id == survivor_id:
         # Not known here yet: remember the old identifiers, so later messages find the survivor.
-        _attach_identifiers(session, survivor, merged_ids)
+        _attach_identifiers(conn, survivor_id, merged_ids, owners)
         return
-    for table in (Encounter, ObservationRecord, DiagnosisRecord, PatientIdentifier):
-        session.execute(update(table).where(table.patient_id == merged.id)  # type: ignore[attr-defined]
-                        .values(patient_id=survivor.id))
-    merged.merged_into_id = survivor.id
-    merged.updated_at = utcnow()
-    session.flush()
-    session.expire_all()
-    logs.store.info("merged patient %d into %d", merged.id, survivor.id)
+    for table in (_E, _O, _D, _PI):
+        conn.execute(update(table).where(table.c.patient_id == merged_id)
+                     .values(patient_id=survivor_id))
+    conn.execute(update(_P).where(_P.c.id == merged_id).values(
+        merged_into_id=survivor_id, updated_at=utcnow()))
+    logs.store.info("merged patient %d into %d", merged_id, survivor_id)
 
 
 def _result_key(obs: Observation) -> str:
@@ -194,74 +193,79 @@ def _result_key(obs: Observation) -> str:
     return f"{anchor}|{obs.coding_system}|{obs.code}|{obs.sub_id}"[:600]
 
 
-def _store_observations(session: Session, patient: Patient, encounter: Encounter | None,
+def _store_observations(conn: Connection, patient_id: int, encounter_id: int | None,
                         message_id: int, observations: Sequence[Observation]) -> None:
     """Insert a message's results; each supersedes the current result with the same key."""
     if not observations:
         return
     keys = [_result_key(obs) for obs in observations]
-    previous: dict[str, list[ObservationRecord]] = {}
-    for old in session.scalars(select(ObservationRecord).where(
-            ObservationRecord.patient_id == patient.id,
-            ObservationRecord.result_key.in_(set(keys)),
-            ObservationRecord.is_current.is_(True))):
-        previous.setdefault(old.result_key, []).append(old)
-    records = []
-    for key, obs in zip(keys, observations, strict=True):
-        records.append(ObservationRecord(
-            patient_id=patient.id, encounter_id=encounter.id if encounter else None,
-            message_id=message_id, result_key=key, set_id=obs.set_id[:16], code=obs.code[:128],
-            coding_system=obs.coding_system[:64], loinc=obs.loinc[:16],
-            display=obs.display[:400], sub_id=obs.sub_id[:32], value_type=obs.value_type[:8],
-            value_text=obs.value_text, value_num=obs.value_num, comparator=obs.comparator[:4],
-            units=obs.units[:64], reference_range=obs.reference_range[:128],
-            abnormal_flag=obs.abnormal_flag[:16], status=obs.status[:4],
-            observed_at=obs.observed_at,
-            # D: the result was deleted; keep the record of it, but it is no longer a result.
-            is_current=obs.status != "D"))
-    session.add_all(records)
-    session.flush()
-    latest: dict[str, ObservationRecord] = {}
-    for key, record in zip(keys, records, strict=True):
+    earlier: dict[str, list[int]] = {}
+    for old_id, key in conn.execute(select(_O.c.id, _O.c.result_key).where(
+            _O.c.patient_id == patient_id, _O.c.result_key.in_(set(keys)),
+            _O.c.is_current.is_(True))):
+        earlier.setdefault(key, []).append(old_id)
+    now = utcnow()
+    rows = [{
+        "patient_id": patient_id, "encounter_id": encounter_id, "message_id": message_id,
+        "result_key": key, "set_id": obs.set_id[:16], "code": obs.code[:128],
+        "coding_system": obs.coding_system[:64], "loinc": obs.loinc[:16],
+        "display": obs.display[:400], "sub_id": obs.sub_id[:32],
+        "value_type": obs.value_type[:8], "value_text": obs.value_text,
+        "value_num": obs.value_num, "comparator": obs.comparator[:4], "units": obs.units[:64],
+        "reference_range": obs.reference_range[:128], "abnormal_flag": obs.abnormal_flag[:16],
+        "status": obs.status[:4], "observed_at": obs.observed_at, "recorded_at": now,
+        # D: the result was deleted; keep the record of it, but it is no longer a result.
+        "is_current": obs.status != "D"} for key, obs in zip(keys, observations, strict=True)]
+    conn.execute(insert(_O), rows)  # executemany: no RETURNING, ids only where needed
+    repeated = {key for key in keys if key in earlier or keys.count(key) > 1}
+    if not repeated:
+        return
+    superseded = []
+    for new_id, key in conn.execute(select(_O.c.id, _O.c.result_key).where(
+            _O.c.message_id == message_id, _O.c.patient_id == patient_id,
+            _O.c.result_key.in_(repeated)).order_by(_O.c.id)):
         # A correction (C), a final after a preliminary, a deletion: the newer one wins,
         # also within one message.
-        for old in previous.get(key, []) + ([latest[key]] if key in latest else []):
-            old.is_current = False
-            old.superseded_by_id = record.id
-        latest[key] = record
+        superseded += [{"old_id": old, "new_id": new_id} for old in earlier.get(key, [])]
+        earlier[key] = [new_id]
+    if superseded:
+        conn.execute(update(_O).where(_O.c.id == bindparam("old_id")).values(
+            is_current=False, superseded_by_id=bindparam("new_id")), superseded)
 
 
-def _store_diagnosis(session: Session, patient: Patient, encounter: Encounter | None,
-                     message_id: int, code: str, system: str, display: str,
-                     diagnosed_at: datetime | None, dx_type: str) -> None:
-    exists = session.scalar(select(DiagnosisRecord.id).where(
-        DiagnosisRecord.patient_id == patient.id, DiagnosisRecord.code == code,
-        DiagnosisRecord.coding_system == system,
-        DiagnosisRecord.diagnosed_at.is_(None) if diagnosed_at is None
-        else DiagnosisRecord.diagnosed_at == diagnosed_at).limit(1))
-    if exists is None:  # ADT updates repeat the same DG1s; keep one of each
-        session.add(DiagnosisRecord(
-            patient_id=patient.id, encounter_id=encounter.id if encounter else None,
-            message_id=message_id, code=code[:64], coding_system=system[:64],
-            display=display[:400], diagnosed_at=diagnosed_at, diagnosis_type=dx_type[:8]))
+def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None,
+                     message_id: int, diagnoses: Sequence[Diagnosis]) -> None:
+    """ADT updates repeat the same DG1s: keep one of each (code, system, time)."""
+    if not diagnoses:
+        return
+    known = set(conn.execute(select(_D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
+        _D.c.patient_id == patient_id, _D.c.code.in_({dx.code[:64] for dx in diagnoses}))))
+    rows = []
+    for dx in diagnoses:
+        key = (dx.code[:64], dx.coding_system[:64], dx.diagnosed_at)
+        if key in known:
+            continue
+        known.add(key)
+        rows.append({"patient_id": patient_id, "encounter_id": encounter_id,
+                     "message_id": message_id, "code": key[0], "coding_system": key[1],
+                     "display": dx.display[:400], "diagnosed_at": dx.diagnosed_at,
+                     "diagnosis_type": dx.diagnosis_type[:8]})
+    if rows:
+        conn.execute(insert(_D), rows)
 
 
-def apply_parsed(session: Session, message_id: int,
+def apply_parsed(conn: Connection, message_id: int,
                  parsed: Sequence[ParsedMessage]) -> list[int]:
     """Apply one message's content; returns the ids of the patients it changed."""
     changed: list[int] = []
     for item in parsed:
-        patient = upsert_patient(session, item.patient)
+        patient_id = _upsert_patient(conn, item.patient)
         if item.adt_action is AdtAction.MERGE:
-            _merge(session, patient, item.merged_identifiers)
-            patient = session.get(Patient, patient.id) or patient
-        encounter = _apply_visit(session, patient, item)
-        _store_observations(session, patient, encounter, message_id, item.observations)
-        for dx in item.diagnoses:
-            _store_diagnosis(session, patient, encounter, message_id, dx.code, dx.coding_system,
-                             dx.display, dx.diagnosed_at, dx.diagnosis_type)
-        session.flush()
-        changed.append(patient.id)
+            _merge(conn, patient_id, item.merged_identifiers)
+        encounter_id = _apply_visit(conn, patient_id, item)
+        _store_observations(conn, patient_id, encounter_id, message_id, item.observations)
+        _store_diagnoses(conn, patient_id, encounter_id, message_id, item.diagnoses)
+        changed.append(patient_id)
     return changed
 
 

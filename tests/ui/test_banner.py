@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.alerts import Alert, AlertEventType, DismissReason, Recommendation
+from app.alerts import Alert, AlertEventType, DismissReason
 from app.scoring import Factor, Score
+from engines.card import Screening
 from ui.banner import Banner
 from ui.qt import Qt
 
@@ -19,7 +20,7 @@ def make_alert(risk: float = 0.42, tier: str = "high") -> Alert:
                    Factor("BMI", "BMI 33.1", 0.05)))
     return Alert("a1b2c3d4-0000-0000-0000-000000000000", 7, "QUIXOTE, Alonso", "1962-01-01",
                  "MRN42 (H)", score, tier, "High risk", "t2d 1.0.0", "onnxruntime-cpu",
-                 [Recommendation("hba1c", "HbA1c", ("4548-4",), "ADA Standards of Care 2025")],
+                 [Screening("hba1c", "HbA1c", ("4548-4",), "ADA Standards of Care 2025")],
                  [], datetime.now(UTC), {"features": 1.0, "inference": 0.5})
 
 

@@ -1,0 +1,140 @@
+"""Processing in a worker process: woken by the inbox, reports back, survives and dies right.
+
+Real child processes (spawned, as on Windows), real SQLite files and PostgreSQL schemas.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.ingest import PatientChanged
+from app.store.db import open_store
+from app.store.models import InboxMessage
+from app.worker import WorkerProcess
+from tests.app.helpers import hl7_message, store_raw
+
+
+def oru(control_id: str, mrn: str) -> str:
+    return hl7_message(
+        f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01|{control_id}|P|2.5",
+        f"PID|1||{mrn}^^^HOSP^MR||Doe^Jane", f"OBR|1||ORD-{control_id}|X",
+        "OBX|1|NM|2345-7^Glucose^LN||101|mg/dL|||||F")
+
+
+@pytest.fixture
+def engine(config: Config) -> Iterator[Engine]:
+    engine = open_store(config.database_url)
+    yield engine
+    engine.dispose()
+
+
+def _status(engine: Engine) -> dict[str, str]:
+    with Session(engine) as s:
+        return {r.control_id: r.status for r in s.scalars(select(InboxMessage))}
+
+
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"not true after {timeout} s")
+
+
+def test_worker_processes_and_reports_changes_and_logs_to_the_parent(
+        engine: Engine, config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    changes: list[PatientChanged] = []
+    worker = WorkerProcess(engine, config.ingest, changes.append)
+    worker.start()
+    try:
+        assert worker.pid is not None and worker.pid != os.getpid()
+        no_id = hl7_message("MSH|^~\\&|LAB|HOSP|C|W|2026||ORU^R01|NOID|P|2.5", "PID|1||",
+                            "OBX|1|NM|X||1")
+        with caplog.at_level(logging.ERROR, logger="clarion"):
+            store_raw(engine, oru("W1", "M1"), no_id)
+            worker.wake()
+            _until(lambda: _status(engine) == {"W1": "processed", "NOID": "failed"})
+            _until(lambda: len(changes) == 1 and any(
+                "quarantined" in r.getMessage() for r in caplog.records))
+        assert changes[0].loincs == ("2345-7",)
+        assert changes[0].message_type == "ORU"
+        # The worker's log record came to this process, with its own process id on it.
+        [record] = [r for r in caplog.records if "quarantined" in r.getMessage()]
+        assert record.process == worker.pid
+    finally:
+        worker.stop()
+
+
+def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(
+        engine: Engine, config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    worker = WorkerProcess(engine, config.ingest)
+    worker.start()
+    try:
+        store_raw(engine, oru("K1", "M1"))
+        worker.wake()
+        _until(lambda: _status(engine)["K1"] == "processed")
+        first = worker.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with caplog.at_level(logging.ERROR, logger="clarion"):
+            _until(lambda: worker.pid != first and worker.restarts == 1)
+        assert any("exited unexpectedly" in r.getMessage() for r in caplog.records)
+        store_raw(engine, oru("K2", "M2"))
+        worker.wake()
+        _until(lambda: _status(engine)["K2"] == "processed")
+    finally:
+        worker.stop()
+
+
+ORPHAN = """
+import sys, time
+from app.config import IngestConfig
+from app.store.db import open_store
+from app.worker import WorkerProcess
+
+engine = open_store(sys.argv[1])
+worker = WorkerProcess(engine, IngestConfig(feed_timezone="UTC"))
+worker.start()
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ")[1][0] not in "ZX"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_exits_when_its_parent_is_killed(db_url: str, tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN, db_url], stdout=subprocess.PIPE,
+                              cwd=Path(__file__).parents[2])
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _running(child)
+        parent.kill()  # kill -9: no clean-up runs in the parent
+        parent.wait(10)
+        _until(lambda: not _running(child), timeout=10)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()

@@ -27,8 +27,14 @@ class _Reader:
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path,
-                  calibration: list[dict[str, np.ndarray]]) -> Path:
-    """Write the INT8 Q/DQ model calibrated on `calibration` (collated batches)."""
+                  calibration: list[dict[str, np.ndarray]],
+                  keep_fp32: tuple[str, ...] = ()) -> Path:
+    """Write the INT8 Q/DQ model calibrated on `calibration` (collated batches).
+
+    Nodes reading any initializer named in `keep_fp32` stay in FP32 (e.g. a linear path
+    over standardized features whose rare large values carry the highest risks: entropy
+    calibration clips exactly those)."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -39,6 +45,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path,
 
     prepared = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    excluded = [n.name for n in onnx.load(str(prepared)).graph.node
+                if set(n.input) & set(keep_fp32)]
     try:
         quantize_static(
             str(prepared), str(int8_path), _Reader(calibration),
@@ -46,8 +54,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Entropy,
             per_channel=False,
-            # Only the MLP is worth INT8: the bucketing einsums are exact counts and sums.
-            op_types_to_quantize=["MatMul", "Gemm"],
+            # Only the head is worth INT8: the per-code scatters are exact counts and sums.
+            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     finally:
         prepared.unlink(missing_ok=True)

@@ -4,7 +4,8 @@
     .venv/bin/python -m engines.training.train            # writes engines/models/t2d/
 
 Steps: generate the synthetic cohort (engines/training/cohort.py); drop prevalent
-diabetes (outside the intended use); split by patient 70/15/15; train `T2DNet` with Adam;
+diabetes (outside the intended use); split by patient 70/15/15; compute `T2DNet`'s features
+once, fit its wide path as a logistic regression and its deep path with AdamW;
 fit Platt scaling on the validation split and fold it into the graph; export ONNX with
 the dynamo exporter (dynamic batch and history length, up to 2,048 events); quantize to
 INT8 Q/DQ with entropy calibration on >= 1,000 generated patients across ages and sexes;
@@ -142,42 +143,60 @@ def main() -> None:
     print(f"cohort: {len(cohort)} eligible; label rate train {labels['train'].mean():.3f}")
 
     model = T2DNet(len(card.vocabulary), len(card.static))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def tensors(batch: list[ModelInput]) -> list[torch.Tensor]:
         c = collate(batch)
         return [torch.from_numpy(c[k]) for k in ("codes", "values", "ages", "static")]
 
-    def logits(items: list[ModelInput]) -> np.ndarray:
+    # The features have no parameters: computed once per patient, the head trains on them.
+    with torch.no_grad():
+        feats = {k: torch.cat([model.features(*tensors(v[i:i + 1024]))
+                               for i in range(0, len(v), 1024)]) for k, v in inputs.items()}
+    shift, scale = feats["train"].mean(0), feats["train"].std(0)
+    scale[scale < 1e-6] = 1.0  # constant features (the padding code) pass unscaled
+    model.shift.copy_(shift)
+    model.scale.copy_(scale)
+
+    def logits(split_name: str) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            return np.concatenate([model.logit(*tensors(items[i:i + 1024])).numpy()
-                                   for i in range(0, len(items), 1024)])
+            return model.head(feats[split_name]).numpy()
 
-    from sklearn.metrics import roc_auc_score
-    best, best_state = -1.0, None
+    # 1. The wide path: a logistic regression on the standardized features.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+    wide = LogisticRegression(C=1.0, max_iter=5000).fit(
+        ((feats["train"] - shift) / scale).numpy(), labels["train"])
+    with torch.no_grad():
+        model.wide.weight.copy_(torch.from_numpy(wide.coef_).float())
+        model.wide.bias.copy_(torch.from_numpy(wide.intercept_).float())
+    model.wide.requires_grad_(False)
+
+    # 2. The deep path learns what the wide one misses; the epoch (0 = wide alone) with
+    # the best validation AUPRC is kept.
+    optimizer = torch.optim.AdamW(model.net.parameters(), lr=3e-4, weight_decay=1e-2)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    best = float(average_precision_score(labels["val"], logits("val")))
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    print(f"wide path: val AUPRC {best:.4f}")
+    train_y = torch.from_numpy(labels["train"])
     for epoch in range(args.epochs):
         model.train()
-        perm = rng.permutation(len(inputs["train"]))
+        perm = torch.from_numpy(rng.permutation(len(inputs["train"])))
         for start in range(0, len(perm), 256):
             idx = perm[start:start + 256]
-            batch = [inputs["train"][i] for i in idx]
-            target = torch.from_numpy(labels["train"][idx])
             optimizer.zero_grad()
-            loss = loss_fn(model.logit(*tensors(batch)), target)
+            loss = loss_fn(model.head(feats["train"][idx]), train_y[idx])
             loss.backward()
             optimizer.step()
-        auc = roc_auc_score(labels["val"], logits(inputs["val"]))
-        print(f"epoch {epoch + 1}: loss {loss.item():.4f} val AUROC {auc:.4f}")
-        if auc > best:
-            best, best_state = auc, {k: v.clone() for k, v in model.state_dict().items()}
-    assert best_state is not None
+        score = float(average_precision_score(labels["val"], logits("val")))
+        print(f"epoch {epoch + 1}: loss {loss.item():.4f} val AUPRC {score:.4f}")
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
 
     # Platt scaling on the validation split, folded into the exported graph.
-    from sklearn.linear_model import LogisticRegression
-    platt = LogisticRegression(C=1e6).fit(logits(inputs["val"])[:, None], labels["val"])
+    platt = LogisticRegression(C=1e6).fit(logits("val")[:, None], labels["val"])
     model.calib_a.fill_(float(platt.coef_[0, 0]))
     model.calib_b.fill_(float(platt.intercept_[0]))
     model.eval()
@@ -200,7 +219,8 @@ def main() -> None:
     usable = len(calib_inputs) - len(calib_inputs) % 50
     assert usable >= 1000, "calibrate on at least 1,000 patients"
     quantize_int8(out / "model.onnx", out / "model.int8.onnx",
-                  [collate(calib_inputs[i:i + 50], longest) for i in range(0, usable, 50)])
+                  [collate(calib_inputs[i:i + 50], longest) for i in range(0, usable, 50)],
+                  keep_fp32=("wide.weight",))
 
     # Baselines, fitted on the training split.
     lr = fit_logistic(card, split["train"], inputs["train"], labels["train"])
@@ -209,7 +229,7 @@ def main() -> None:
     fp32 = OnnxRuntimeEngine(card)
     int8 = OnnxRuntimeEngine(card, "int8")
     test_batches = [collate(inputs["test"][i:i + 512]) for i in range(0, len(inputs["test"]), 512)]
-    torch_risk = torch.sigmoid(torch.from_numpy(logits(inputs["test"])) * model.calib_a
+    torch_risk = torch.sigmoid(torch.from_numpy(logits("test")) * model.calib_a
                                + model.calib_b).numpy()
     risk = {"model": np.concatenate([fp32.infer(b) for b in test_batches]),
             "model_int8": np.concatenate([int8.infer(b) for b in test_batches]),

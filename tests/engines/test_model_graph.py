@@ -2,9 +2,9 @@
 
 The graph aggregates a history with scatter-adds (O(events)) rather than one-hot matrix
 products; this checks it, event by event, against a plain NumPy reading of the same
-definition (engines/training/model.py): per (time bucket, code) mean value and log count,
-then per code the latest value, presence, years since it, and its change against the
-earlier values, overall and per year. The network weights are read from the ONNX file.
+definition (engines/training/model.py): per code the latest value, presence, years since
+it, and its change against the earlier values, overall and per year; standardized, then
+the wide and the deep path. The network weights are read from the ONNX file.
 """
 
 from __future__ import annotations
@@ -21,44 +21,37 @@ from engines.inputs import ModelInput, collate
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.validation import load_validation
 
-EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.01)
+WINDOW = 10.01  # years
 
 
 def reference_features(item: ModelInput, vocab: int) -> np.ndarray:
-    buckets = len(EDGES) - 1
-    counts = np.zeros((buckets, vocab))
-    sums = np.zeros((buckets, vocab))
-    latest, present, since = np.zeros(vocab), np.zeros(vocab), np.full(vocab, 10.0)
+    latest, present, since = np.zeros(vocab), np.zeros(vocab), np.zeros(vocab)
     total, value_sum, age_sum = np.zeros(vocab), np.zeros(vocab), np.zeros(vocab)
     for code, value, age in zip(item.codes, item.values, item.ages, strict=True):
-        if code <= 0 or not EDGES[0] <= age < EDGES[-1]:
+        if code <= 0 or not 0.0 <= age < WINDOW:
             continue
-        bucket = next(b for b in range(buckets) if EDGES[b] <= age < EDGES[b + 1])
-        counts[bucket, code] += 1
-        sums[bucket, code] += value
         total[code] += 1
         value_sum[code] += value
         age_sum[code] += age
         if not present[code]:  # most recent first: the first one is the latest
             latest[code], present[code], since[code] = value, 1.0, age
-    means = sums / np.maximum(counts, 1.0)
     earlier = np.maximum(total - present, 1.0)
     has_trend = (total > 1.5).astype(float)
     delta = has_trend * (latest - (value_sum - latest) / earlier)
-    years_apart = (age_sum - since * present) / earlier - since
+    years_apart = (age_sum - since) / earlier - since
     slope = np.clip(has_trend * delta / np.maximum(years_apart, 0.25), -5.0, 5.0)
-    return np.concatenate([means.ravel(), np.log1p(counts).ravel(), latest, present,
-                           since / 10.0, delta, slope, item.static])
+    return np.concatenate([latest, present, since / 10.0, delta, slope, item.static])
 
 
 def reference_risk(card: ModelCard, items: list[ModelInput]) -> np.ndarray:
     w = {i.name: numpy_helper.to_array(i).astype(np.float64)
          for i in onnx.load(str(card.path("fp32"))).graph.initializer}
-    x = np.stack([reference_features(i, len(card.vocabulary)) for i in items])
+    raw = np.stack([reference_features(i, len(card.vocabulary)) for i in items])
+    x = (raw - w["shift"]) / w["scale"]
     hidden = x @ w["net.1.weight"].T + w["net.1.bias"]
     gelu = 0.5 * hidden * (1.0 + np.vectorize(math.erf)(hidden / math.sqrt(2.0)))
-    logit = (x @ w["wide.weight"].T + w["wide.bias"] + gelu @ w["net.4.weight"].T
-             + w["net.4.bias"])[:, 0]
+    logit = (x @ w["wide.weight"].T + w["wide.bias"] + gelu @ w["net.3.weight"].T
+             + w["net.3.bias"])[:, 0]
     return 1.0 / (1.0 + np.exp(-(w["calib_a"] * logit + w["calib_b"])))
 
 
@@ -74,10 +67,10 @@ def test_graph_matches_the_documented_features_on_validation_patients(card: Mode
     assert np.max(np.abs(got - reference_risk(card, sample))) < 1e-4
 
 
-def test_graph_matches_at_bucket_edges_padding_and_full_length(card: ModelCard) -> None:
+def test_graph_matches_at_window_edges_padding_and_full_length(card: ModelCard) -> None:
     rng = np.random.default_rng(5)
     vocab = len(card.vocabulary)
-    edge_ages = np.array([0.0, 0.25, 0.5, 0.999, 1.0, 2.0, 9.0, 9.999, 10.0], np.float32)
+    edge_ages = np.array([-0.01, 0.0, 0.25, 0.999, 1.0, 9.999, 10.0, 10.01, 12.0], np.float32)
     items = [
         ModelInput(rng.integers(1, vocab, 9).astype(np.int64),
                    rng.normal(0, 1, 9).astype(np.float32), edge_ages,

@@ -67,14 +67,16 @@ def test_int8_passes_the_gate(card: ModelCard) -> None:
 
 
 def _broken_copy(card: ModelCard, folder: Path) -> ModelCard:
-    """A real ONNX model whose first weight matrix is scrambled: the engine runs, wrongly."""
+    """A real ONNX model whose weight matrices are scrambled: the engine runs, wrongly."""
     for name in ("card.json", "validation.npz", "model.onnx", "model.int8.onnx"):
         shutil.copy(card.directory / name, folder / name)
     model = onnx.load(folder / "model.int8.onnx")
-    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
-    weights = numpy_helper.to_array(biggest)
-    scrambled = np.random.default_rng(0).permutation(weights.reshape(-1)).reshape(weights.shape)
-    biggest.CopyFrom(numpy_helper.from_array(scrambled, biggest.name))
+    rng = np.random.default_rng(0)
+    for tensor in model.graph.initializer:
+        if len(tensor.dims) == 2 and tensor.name.endswith("weight"):
+            weights = numpy_helper.to_array(tensor)
+            scrambled = rng.permutation(weights.reshape(-1)).reshape(weights.shape)
+            tensor.CopyFrom(numpy_helper.from_array(scrambled, tensor.name))
     onnx.save(model, folder / "model.int8.onnx")
     data = json.loads((folder / "card.json").read_text())
     data["sha256"].pop("int8")

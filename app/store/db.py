@@ -37,6 +37,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_derived(dbapi_connection: Any, _record: Any) -> None:
+    # For connections that only write what can be rebuilt from the durable inbox (the
+    # processing worker): commit without waiting for the disk. SQLite documents WAL with
+    # synchronous=NORMAL as safe from corruption; a power cut may roll back the last
+    # commits, and the messages they processed are still RECEIVED in the inbox, so they are
+    # processed again on restart. The next durable commit's fsync covers these WAL frames.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _postgresql_derived(dbapi_connection: Any, _record: Any) -> None:
+    # The same on PostgreSQL: asynchronous commit may lose the last transactions on a
+    # server crash, never consistency (PostgreSQL documentation, "Asynchronous Commit").
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    dbapi_connection.autocommit = autocommit
+
+
 def _sqlite_begin(connection: Any) -> None:
     # A writer takes the write lock up front: a deferred transaction that reads and then
     # writes can fail at once with SQLITE_BUSY_SNAPSHOT when another writer got in between.
@@ -178,17 +199,26 @@ def share_write_gate(engine: Engine, gate: WriteGate) -> None:
             _gates[key] = gate
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get their directory, WAL and durable commits."""
+def make_engine(url: str, derived_only: bool = False) -> Engine:
+    """An engine for `url`; SQLite files get their directory, WAL and durable commits.
+
+    `derived_only`: this engine writes only what can be rebuilt from the durable inbox
+    (the processing worker), so its commits need not wait for the disk; the inbox's must.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if derived_only:
+            event.listen(engine, "connect", _sqlite_derived)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if derived_only and parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgresql_derived)
+    return engine
 
 
 def migrate(engine: Engine) -> None:

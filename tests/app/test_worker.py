@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.ingest import PatientChanged
-from app.store.db import open_store
+from app.store.db import make_engine, open_store
 from app.store.models import InboxMessage
 from app.worker import WorkerProcess
 from tests.app.helpers import hl7_message, store_raw
@@ -138,3 +138,19 @@ def test_worker_exits_when_its_parent_is_killed(db_url: str, tmp_path: Path) -> 
             parent.wait(10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_only_the_inbox_waits_for_the_disk(db_url: str) -> None:
+    """The inbox commits durably (the ACK promises it); the worker's engine, which writes
+    only what is rebuilt from the inbox, commits without waiting for the disk."""
+    durable, derived = open_store(db_url), make_engine(db_url, derived_only=True)
+    try:
+        if durable.dialect.name == "sqlite":
+            query, wanted = "PRAGMA synchronous", (2, 1)  # FULL, NORMAL
+        else:
+            query, wanted = "SHOW synchronous_commit", ("on", "off")
+        with durable.connect() as a, derived.connect() as b:
+            assert (a.exec_driver_sql(query).scalar(), b.exec_driver_sql(query).scalar()) == wanted
+    finally:
+        durable.dispose()
+        derived.dispose()

@@ -84,6 +84,10 @@ def card_template(seed: int, patients: int) -> dict:
                                      "90 days lowers the tier by one and drops that test"},
         "files": {"fp32": "model.onnx", "int8": "model.int8.onnx",
                   "validation": "validation.npz"},
+        "architecture": ("per vocabulary code: latest value, present, years since it, change "
+                         "against the earlier values and per year; plus demographics. A "
+                         "logistic (wide) path over the standardized features and a 16-unit "
+                         "residual MLP; Platt scaling in the graph (engines/training/model.py)"),
         "training": {"data": f"{patients} synthetic patients, engines/training/cohort.py",
                      "seed": seed, "split": "70/15/15 by patient",
                      "command": "python -m engines.training.train"},

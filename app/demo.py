@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from app.service import IngestService
-
 from app.config import Config
 from engines.training.cohort import SyntheticPatient, generate
 from engines.training.feed import AUTHORITY, feed, mrn
+
+if TYPE_CHECKING:
+    from app.service import IngestService
 
 DEMO_UNIT = "ER"
 

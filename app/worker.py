@@ -5,8 +5,8 @@ process both would share one interpreter lock: a burst of processing would delay
 `WorkerProcess` runs the same `Processor` (app/ingest.py) in a child process started with
 "spawn" (as on Windows), at a lower CPU priority where the platform allows it:
 
-- the parent wakes it when the inbox commits something (a multiprocessing event), and it
-  polls anyway, so a lost wake-up costs at most `POLL_S`;
+- the parent wakes it when the inbox commits something (`WakeSignal`, a semaphore), and
+  it polls anyway, so a lost wake-up costs at most `POLL_S` (app/ingest.py);
 - on SQLite it shares the parent's write gate, so the inbox writer still goes first;
 - what it reports — patient changes and its log records — comes back over one queue and
   is handed to the parent's callback and loggers on the parent's reader thread (one log

@@ -86,9 +86,12 @@ class T2DNet(nn.Module):
         return torch.cat([latest, present, since / 10.0, delta, slope.clamp(-5.0, 5.0),
                           static], dim=1)
 
+    def standardize(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self.shift) / self.scale
+
     def head(self, raw: torch.Tensor) -> torch.Tensor:
         """Logit from raw features (training fits it on features computed once)."""
-        x = (raw - self.shift) / self.scale
+        x = self.standardize(raw)
         return (self.wide(x) + self.net(x)).squeeze(-1)
 
     def logit(self, codes: torch.Tensor, values: torch.Tensor, ages: torch.Tensor,

@@ -156,9 +156,9 @@ def main() -> None:
     with torch.no_grad():
         feats = {k: torch.cat([model.features(*tensors(v[i:i + 1024]))
                                for i in range(0, len(v), 1024)]) for k, v in inputs.items()}
-    shift, scale = feats["train"].mean(0), feats["train"].std(0)
+    scale = feats["train"].std(0)
     scale[scale < 1e-6] = 1.0  # constant features (the padding code) pass unscaled
-    model.shift.copy_(shift)
+    model.shift.copy_(feats["train"].mean(0))
     model.scale.copy_(scale)
 
     def logits(split_name: str) -> np.ndarray:
@@ -170,7 +170,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
     wide = LogisticRegression(C=1.0, max_iter=5000).fit(
-        ((feats["train"] - shift) / scale).numpy(), labels["train"])
+        model.standardize(feats["train"]).numpy(), labels["train"])
     with torch.no_grad():
         model.wide.weight.copy_(torch.from_numpy(wide.coef_).float())
         model.wide.bias.copy_(torch.from_numpy(wide.intercept_).float())

@@ -1,6 +1,6 @@
 """The shipped ONNX graph computes the features its docstring documents.
 
-The graph aggregates a history with scatter-adds (O(events)) rather than one-hot matrix
+The graph aggregates a history with two scatters (O(events)) rather than one-hot matrix
 products; this checks it, event by event, against a plain NumPy reading of the same
 definition (engines/training/model.py): per code the latest value, presence, years since
 it, and its change against the earlier values, overall and per year; standardized, then

@@ -12,8 +12,10 @@ process both would share one interpreter lock: a burst of processing would delay
   is handed to the parent's callback and loggers on the parent's reader thread (one log
   file, one writer);
 - it exits when asked, or by itself when the parent is gone (kill -9 included); if it dies,
-  the parent logs that and starts another. Nothing is lost either way: a message is
-  processed inside a transaction, and whatever is still `received` is processed later.
+  the parent logs that and starts another, after a pause that doubles while workers keep
+  dying young (the store is down, say) and starts over once one has run `STABLE_S`.
+  Nothing is lost either way: a message is processed inside a transaction, and whatever is
+  still `received` is processed later.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from app.ingest import PatientChanged, Processor
 from app.store.db import WriteGate, make_engine, share_write_gate, write_gate
 
 PARENT_CHECK_S = 0.5  # how often the worker looks whether its parent is still there
-RESTART_DELAY_S = 1.0  # a worker that died is started again after this pause
+RESTART_DELAY_S = 1.0  # a worker that died is started again after this pause ...
+MAX_RESTART_DELAY_S = 60.0  # ... doubled while it keeps dying, up to this
+STABLE_S = 300.0  # a worker that ran this long before dying starts the back-off over
 NICENESS = 19  # POSIX: the worker runs when receipt leaves the CPU idle
 
 
@@ -139,7 +143,8 @@ class WorkerProcess:
     """The processor in a child process; the same start/wake/stop as `Processor`."""
 
     def __init__(self, engine: Engine, config: IngestConfig,
-                 on_change: Callable[[PatientChanged], None] | None = None) -> None:
+                 on_change: Callable[[PatientChanged], None] | None = None, *,
+                 restart_delay_s: float = RESTART_DELAY_S, stable_s: float = STABLE_S) -> None:
         self._url = engine.url.render_as_string(hide_password=False)
         self._config = config
         self._on_change = on_change
@@ -152,9 +157,14 @@ class WorkerProcess:
         self._process: Any = None
         self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._spawning = threading.Lock()  # stop() and a restart do not interleave
         self._gate = write_gate(engine) if engine.dialect.name == "sqlite" else None
         self._restart_at = 0.0
-        self.restarts = 0
+        self._restart_delay_s = restart_delay_s
+        self._stable_s = stable_s
+        self._started_at = 0.0
+        self._failures = 0  # workers in a row that died before running `stable_s`
+        self.restarts = 0  # all restarts since start()
 
     @property
     def pid(self) -> int | None:
@@ -171,13 +181,15 @@ class WorkerProcess:
         self._reports = self._ctx.Queue()
         self._sent = self._ctx.Value("q", 0, lock=False)
         self._delivered = 0
-        self._process = self._ctx.Process(
+        process = self._ctx.Process(
             target=_worker_main, name="clarion-ingest-worker", daemon=True,
             args=(self._url, self._config, logging.getLogger("clarion").getEffectiveLevel(),
                   logs.pseudonym_key(), self._gate, self._wake, self._stop, self._reports,
                   self._sent, os.getpid()))
-        self._process.start()
-        logs.ingest.debug("processing worker started (pid %d)", self._process.pid)
+        process.start()
+        self._process = process  # only a started process: pid and join() are valid
+        self._started_at = time.monotonic()
+        logs.ingest.debug("processing worker started (pid %d)", process.pid)
 
     def wake(self, _ids: object = None) -> None:
         """Something was received: process it now rather than at the next poll."""
@@ -185,7 +197,8 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let the worker finish the message in hand and exit; then stop reading its reports."""
-        self._stopping.set()
+        with self._spawning:  # no restart after this
+            self._stopping.set()
         self._stop.set()
         self._wake.set()
         if self._process is not None:
@@ -207,7 +220,7 @@ class WorkerProcess:
         while True:
             reports = self._reports
             try:
-                item = reports.get(timeout=RESTART_DELAY_S)
+                item = reports.get(timeout=min(RESTART_DELAY_S, self._restart_delay_s))
             except queue.Empty:
                 self._check_alive()
                 if self._stopping.is_set() and reports is self._reports:
@@ -234,14 +247,19 @@ class WorkerProcess:
         process = self._process
         if self._stopping.is_set() or process is None or process.is_alive():
             return
-        if not self._restart_at:  # back off while it keeps dying (say, the store is down)
-            delay = min(60.0, RESTART_DELAY_S * 2 ** self.restarts)
+        if not self._restart_at:  # back off while they keep dying (say, the store is down)
+            ran = time.monotonic() - self._started_at
+            self._failures = 1 if ran >= self._stable_s else self._failures + 1
+            delay = min(MAX_RESTART_DELAY_S, self._restart_delay_s * 2 ** (self._failures - 1))
             self._restart_at = time.monotonic() + delay
-            logs.ingest.error("processing worker exited unexpectedly (exit code %s); "
-                              "starting another in %.0f s", process.exitcode, delay)
+            logs.ingest.error("processing worker exited unexpectedly (exit code %s) after "
+                              "%.0f s; starting another in %.1f s", process.exitcode, ran, delay)
         if time.monotonic() >= self._restart_at:
-            self._restart_at = 0.0
-            if self._gate is not None:
-                self._gate.reset()
-            self.restarts += 1
-            self._spawn()
+            with self._spawning:
+                if self._stopping.is_set():
+                    return
+                self._restart_at = 0.0
+                if self._gate is not None:
+                    self._gate.reset()
+                self.restarts += 1
+                self._spawn()

@@ -99,6 +99,36 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(
         worker.stop()
 
 
+def test_restart_back_off_doubles_while_workers_die_young_and_starts_over_after_a_stable_run(
+        engine: Engine, config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    worker = WorkerProcess(engine, config.ingest, restart_delay_s=0.2, stable_s=1.5)
+    delays: list[str] = []
+
+    def kill_and_wait_for_the_next() -> None:
+        pid = worker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _until(lambda: worker.pid not in (pid, None))
+        delays.append([r.getMessage() for r in caplog.records
+                       if "exited unexpectedly" in r.getMessage()][-1].rsplit(" in ", 1)[1])
+
+    with caplog.at_level(logging.ERROR, logger="clarion"):
+        worker.start()
+        try:
+            kill_and_wait_for_the_next()  # died young: the base pause
+            kill_and_wait_for_the_next()  # and again: doubled
+            kill_and_wait_for_the_next()  # and again: doubled again
+            time.sleep(1.8)  # this one runs longer than stable_s ...
+            kill_and_wait_for_the_next()  # ... so its death starts the back-off over
+            store_raw(engine, oru("B1", "M1"))
+            worker.wake()
+            _until(lambda: _status(engine)["B1"] == "processed")
+        finally:
+            worker.stop()
+    assert delays == ["0.2 s", "0.4 s", "0.8 s", "0.2 s"]
+    assert worker.restarts == 4
+
+
 ORPHAN = """
 import sys, time
 from app.config import IngestConfig

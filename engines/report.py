@@ -117,9 +117,11 @@ def write_report(card: ModelCard, out: Path, patients: int = 8000,
         "| method | AUROC | AUPRC | ECE | Brier |", "|---|---:|---:|---:|---:|"]
     for key in risks:
         m = metrics[key]
-        lines.append(f"| {NAMES[key]} | {m['auroc']:.4f} | {m['auprc']:.4f} | "
-                     f"{m.get('ece', float('nan')):.4f} | {m.get('brier', float('nan')):.4f} |")
-    lines += ["", f"The model {'beats' if beats else 'does NOT beat'} both baselines on AUROC "
+        calibration = (f"{m['ece']:.4f} | {m['brier']:.4f}" if "ece" in m
+                       else "n/a (points) | n/a (points)")
+        lines.append(f"| {NAMES[key]} | {m['auroc']:.4f} | {m['auprc']:.4f} | {calibration} |")
+    lines += ["", "ECE and Brier score apply to probabilities; the ADA risk test is a points "
+              "score.", "", f"The model {'beats' if beats else 'does NOT beat'} both baselines on AUROC "
               "and AUPRC.", "", "## Subgroup AUROC", "",
               "| method | " + " | ".join(groups) + " |",
               "|---|" + "---:|" * len(groups)]

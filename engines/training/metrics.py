@@ -34,9 +34,13 @@ def reliability(risk: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[di
     return out
 
 
+POINT_SCORES = frozenset({"ada_points"})  # ranks patients, is not a probability
+
+
 def evaluate(risks: dict[str, np.ndarray], labels: np.ndarray,
              patients: list[SyntheticPatient]) -> dict[str, Any]:
-    """AUROC, AUPRC, ECE (for probabilities), Brier, and subgroup AUROC by sex and age band."""
+    """AUROC, AUPRC, ECE and Brier (for probabilities: all but POINT_SCORES), and subgroup
+    AUROC by sex and age band."""
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
     sexes = np.array([p.sex for p in patients])
@@ -45,7 +49,7 @@ def evaluate(risks: dict[str, np.ndarray], labels: np.ndarray,
     for name, risk in risks.items():
         entry: dict[str, Any] = {"auroc": round(float(roc_auc_score(labels, risk)), 4),
                                  "auprc": round(float(average_precision_score(labels, risk)), 4)}
-        if risk.max() <= 1.0 and risk.min() >= 0.0 and name.startswith("model"):
+        if name not in POINT_SCORES:
             entry["ece"] = round(expected_calibration_error(risk, labels), 4)
             entry["brier"] = round(float(brier_score_loss(labels, risk)), 4)
         groups: dict[str, float | None] = {}

@@ -44,6 +44,17 @@ SOURCE = ("American Diabetes Association, Standards of Care in Diabetes—2025, 
           "or obesity for prediabetes and type 2 diabetes")
 
 
+def _strip_build_metadata(path: Path) -> None:
+    """Drop the exporter's per-node notes (source file paths and line numbers of this
+    checkout): the same seed then gives the same file wherever it is trained."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def card_template(seed: int, patients: int) -> dict:
     return {
         "id": "t2d", "version": "1.0.0",
@@ -214,6 +225,7 @@ def main() -> None:
         dynamic_shapes=({0: batch_dim, 1: events_dim}, {0: batch_dim, 1: events_dim},
                         {0: batch_dim, 1: events_dim}, {0: batch_dim}))
     onnx_program.save(str(out / "model.onnx"))
+    _strip_build_metadata(out / "model.onnx")
 
     # INT8: entropy calibration on >= 1,000 freshly generated patients, all ages and sexes.
     calib_patients = [p for p in generate(1400, args.seed + 1) if not p.prevalent]

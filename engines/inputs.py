@@ -57,7 +57,7 @@ def normalize(card: ModelCard, name: str, value: float | None) -> float | None:
         return 0.0
     if value is None or not (spec.low <= value <= spec.high):
         return None
-    return float(np.clip((value - spec.mean) / spec.sd, -5.0, 5.0))
+    return min(5.0, max(-5.0, (value - spec.mean) / spec.sd))  # per value: no NumPy call
 
 
 def history_from_events(card: ModelCard, events: list[tuple[str, float, float | None]],

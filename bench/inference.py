@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return statistics.median(times), percentile(times, 99)
 
 
-def timed_in_turn(fns: dict, runs: int, blocks: int = 10) -> dict[str, tuple[float, float]]:  # type: ignore[type-arg]
+def timed_in_turn(fns: dict[str, Callable[[], object]], runs: int,
+                  blocks: int = 10) -> dict[str, tuple[float, float]]:
     """p50 and p99 (ms) of each function over `runs` calls, in `blocks` alternating blocks.
 
     Alternating shares a shared machine's drift among the engines. Blocks rather than single
@@ -135,7 +137,7 @@ def torch_engines(card) -> dict:  # type: ignore[no-untyped-def,type-arg]
         model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
         model.eval()
 
-        def infer(batch: dict[str, np.ndarray], model=model) -> np.ndarray:  # type: ignore[no-untyped-def]
+        def infer(batch: dict[str, np.ndarray], model: T2DNet = model) -> np.ndarray:
             with torch.inference_mode():
                 out = model(*(torch.from_numpy(batch[k]) for k in ("codes", "values", "ages",
                                                                      "static")))

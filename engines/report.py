@@ -121,7 +121,8 @@ def write_report(card: ModelCard, out: Path, patients: int = 8000,
                        else "n/a (points) | n/a (points)")
         lines.append(f"| {NAMES[key]} | {m['auroc']:.4f} | {m['auprc']:.4f} | {calibration} |")
     lines += ["", "ECE and Brier score apply to probabilities; the ADA risk test is a points "
-              "score.", "", f"The model {'beats' if beats else 'does NOT beat'} both baselines on AUROC "
+              "score.", "",
+              f"The model {'beats' if beats else 'does NOT beat'} both baselines on AUROC "
               "and AUPRC.", "", "## Subgroup AUROC", "",
               "| method | " + " | ".join(groups) + " |",
               "|---|" + "---:|" * len(groups)]

@@ -121,12 +121,7 @@ def torch_engines(card) -> dict:  # type: ignore[no-untyped-def,type-arg]
             latest = zero.scatter_add(1, code, values * first)
             present = zero.scatter_add(1, code, first)
             since = zero.scatter_add(1, code, ages * first)
-            earlier = (total - present).clamp(min=1.0)
-            has_trend = (total > 1.5).to(values.dtype)
-            delta = has_trend * (latest - (value_sum - latest) / earlier)
-            slope = has_trend * delta / ((age_sum - since) / earlier - since).clamp(min=0.25)
-            return torch.cat([latest, present, since / 10.0, delta, slope.clamp(-5.0, 5.0),
-                              static], dim=1)
+            return self.summarize(latest, present, since, total, value_sum, age_sum, static)
 
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
                for i in onnx.load(str(card.path("fp32"))).graph.initializer}

@@ -86,12 +86,19 @@ class T2DNet(nn.Module):
         rows = torch.stack([torch.ones_like(values), values, ages], dim=2)
         sums = values.new_zeros(batch, vocab, 3).index_put(
             (patient, code), rows, accumulate=True) * self.real_code.unsqueeze(1)
-        total, value_sum, age_sum = sums[..., 0], sums[..., 1], sums[..., 2]
+        return self.summarize(latest, present, since, sums[..., 0], sums[..., 1],
+                              sums[..., 2], static)
+
+    @staticmethod
+    def summarize(latest: torch.Tensor, present: torch.Tensor, since: torch.Tensor,
+                  total: torch.Tensor, value_sum: torch.Tensor, age_sum: torch.Tensor,
+                  static: torch.Tensor) -> torch.Tensor:
+        """Per-code aggregates [batch, vocab] → the feature vector (adds the trend)."""
         # Trend: the latest value against the mean of the earlier ones, and per year.
         earlier = (total - present).clamp(min=1.0)
         earlier_mean = (value_sum - latest) / earlier
         earlier_age = (age_sum - since) / earlier
-        has_trend = (total > 1.5).to(values.dtype)
+        has_trend = (total > 1.5).to(latest.dtype)
         delta = has_trend * (latest - earlier_mean)
         slope = has_trend * delta / (earlier_age - since).clamp(min=0.25)
         return torch.cat([latest, present, since / 10.0, delta, slope.clamp(-5.0, 5.0),

@@ -102,7 +102,14 @@ class PatientFeatures:
     dropped_values: int = 0  # implausible or in units not understood
     last_obs_id: int = 0
     last_dx_id: int = 0
+    # Derived views, rebuilt on first use after a change (`changed`).
     _history: History | None = None
+    _values: dict[str, list[tuple[datetime, float]]] | None = None
+
+    def changed(self) -> None:
+        """Events were added, replaced or removed: drop the derived views."""
+        self._history = None
+        self._values = None
 
     def history(self, card: ModelCard) -> History:
         """The arrays the encoder reads (rebuilt only after a change)."""
@@ -122,9 +129,24 @@ class PatientFeatures:
 
     def values_of(self, name: str) -> list[tuple[datetime, float]]:
         """Every stored value of one input, newest first (corrections already applied)."""
-        found = [(datetime.fromtimestamp(t, UTC), v) for n, t, v in self.events.values()
-                 if n == name and v is not None]
-        return sorted(found, reverse=True)
+        return list(self._by_name().get(name, ()))
+
+    def has(self, name: str) -> bool:
+        """Whether any event of this input is on record (a diagnosis, a result)."""
+        return name in self._by_name()
+
+    def _by_name(self) -> dict[str, list[tuple[datetime, float]]]:
+        """Every input on record → its values, newest first (built once per change)."""
+        if self._values is None:
+            by_name: dict[str, list[tuple[float, float]]] = {}
+            for n, t, v in self.events.values():
+                found = by_name.setdefault(n, [])
+                if v is not None:
+                    found.append((t, v))
+            self._values = {n: [(datetime.fromtimestamp(t, UTC), v)
+                                for t, v in sorted(found, reverse=True)]
+                            for n, found in by_name.items()}
+        return self._values
 
     def inputs(self, card: ModelCard, now: datetime) -> ModelInput:
         return encode(card, self.history(card), now)
@@ -199,7 +221,7 @@ class FeatureCache:
             entry.visits = visit_events
             changed = True
         if changed:
-            entry._history = None
+            entry.changed()
 
     @staticmethod
     def _apply_observation(entry: PatientFeatures, row: Row[Any]) -> bool:

@@ -8,7 +8,9 @@ Besides the model's risk, two rules sit beside it:
 
 Top factors come from occlusion: the patient is scored again with each feature group
 removed, all in one batched call, and the groups whose removal lowers the risk most are
-named with their values.
+named with their values. A group that removes nothing (no such events on record, static
+inputs already at the reference value) is not scored again: its row would be the patient's
+own, and most patients have only a few of the groups, so the call is about half as large.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def describe_group(group: str, names: tuple[str, ...], features: PatientFeatures
         sbp, dbp = features.values_of("sbp"), features.values_of("dbp")
         if sbp and dbp:
             text = f"Blood pressure {sbp[0][1]:.0f}/{dbp[0][1]:.0f} mm Hg"
-            return text + (" (hypertension on record)" if _has(features, "dx_htn") else "")
+            return text + (" (hypertension on record)" if features.has("dx_htn") else "")
         return "Hypertension on record"
     for name in names:
         values = features.values_of(name)
@@ -122,17 +124,18 @@ def describe_group(group: str, names: tuple[str, ...], features: PatientFeatures
     return f"{group} on record"
 
 
-def _has(features: PatientFeatures, name: str) -> bool:
-    return any(e[0] == name for e in features.events.values())
-
-
 def _occlude(card: ModelCard, item: ModelInput, names: tuple[str, ...],
              static: tuple[str, ...]) -> ModelInput:
-    codes = {card.code(n) for n in names if n in card.vocabulary}
-    keep = ~np.isin(item.codes, list(codes)) if codes else np.ones(len(item.codes), bool)
+    """`item` without the group's events and with its static inputs at the reference value
+    (0); `item` itself when that changes nothing."""
+    dropped = np.zeros(len(card.vocabulary), dtype=bool)
+    dropped[[card.code(n) for n in names if n in card.vocabulary]] = True
+    keep = ~dropped[item.codes]  # a table lookup per event, not a set search
     new_static = item.static.copy()
     for name in static:
         new_static[card.static.index(name)] = 0.0
+    if keep.all() and np.array_equal(new_static, item.static):
+        return item
     return replace(item, codes=item.codes[keep], values=item.values[keep],
                    ages=item.ages[keep], static=new_static)
 
@@ -162,15 +165,21 @@ class Scorer:
                                    "inference": 0.0}, features)
         rows = [item]
         groups = [g for g in GROUPS if with_factors]
-        rows += [_occlude(card, item, names, static) for _, names, static in groups]
+        row_of = []  # each group's row in the batch; 0 (the patient's) if it removes nothing
+        for _, names, static in groups:
+            occluded = _occlude(card, item, names, static)
+            if occluded is item:
+                row_of.append(0)
+            else:
+                rows.append(occluded)
+                row_of.append(len(rows) - 1)
         risks = self.engine.infer(collate(rows))
         t_infer = time.perf_counter()
         risk = float(risks[0])
         factors = []
-        for (group, names, static), without in zip(groups, risks[1:], strict=True):
-            delta = risk - float(without)
-            present = static or any(_has(features, n) for n in names)
-            if delta > 0.005 and present:
+        for (group, names, static), row in zip(groups, row_of, strict=True):
+            delta = risk - float(risks[row])  # row 0: the group removes nothing, delta 0
+            if delta > 0.005:
                 factors.append(Factor(group, describe_group(group, names, features, now), delta))
         factors.sort(key=lambda f: f.contribution, reverse=True)
         tier = card.tier_for(risk)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -15,10 +16,11 @@ from app.cli import main
 from app.config import Config
 from app.features import FeatureCache
 from app.ingest import Processor
-from app.scoring import Scorer
+from app.scoring import GROUPS, Scorer, _occlude
 from app.store.db import open_store
 from app.store.patients import find_by_identifier
 from engines.card import load_card
+from engines.inputs import collate
 from engines.onnxruntime import OnnxRuntimeEngine
 from tests.app.helpers import hl7_message, store_raw
 
@@ -77,6 +79,43 @@ def test_high_risk_patient_gets_tier_and_factors_in_words(engine: Engine) -> Non
     assert "HbA1c 6.3 % (5.9 % a year ago)" in words
     assert result.latency_ms["features"] > 0 and result.latency_ms["inference"] > 0
     assert score.finding == ""
+
+
+def test_factor_call_scores_only_the_groups_that_remove_something(engine: Engine) -> None:
+    store_raw(engine, *patient_feed("HI2", [("20250601090000+0000", "5.9"),
+                                            ("20260520090000+0000", "6.3")],
+                                    dx=["R73.03", "Z83.3", "I10"]))
+    Processor(engine).process_pending()
+    card = load_card("t2d")
+    ort = OnnxRuntimeEngine(card)
+    batches: list[int] = []
+
+    class Recording(OnnxRuntimeEngine):  # the real engine, noting each batch's size
+        def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+            batches.append(len(batch["codes"]))
+            return super().infer(batch)
+
+    cache = FeatureCache(engine)
+    patient_id = _patient_id(engine, "HI2")
+    [score] = Scorer(card, Recording(card), cache).score(patient_id, NOW).scores
+    # On record: HbA1c, BMI, hypertension, prediabetes, family history; age and a South
+    # Asian ethnicity are static. Glucose, lipids, gestational diabetes, PCOS and severe
+    # mental illness are absent, so those five rows would repeat the patient's own.
+    assert batches == [1 + len(GROUPS) - 5]
+    item = cache.get(patient_id).inputs(card, NOW)
+    risk = float(ort.infer(collate([item]))[0])
+    assert score.risk == pytest.approx(risk, abs=1e-6)
+    expected = {}
+    for group, names, static in GROUPS:
+        without = float(ort.infer(collate([_occlude(card, item, names, static)]))[0])
+        expected[group] = risk - without
+    assert expected["Glucose"] == 0.0 and expected["PCOS"] == 0.0
+    assert score.factors
+    for factor in score.factors:
+        assert factor.contribution == pytest.approx(expected[factor.group], abs=1e-6)
+    top = sorted((g for g in expected if expected[g] > 0.005), key=expected.__getitem__,
+                 reverse=True)[:3]
+    assert [f.group for f in score.factors] == top
 
 
 def test_low_risk_patient_is_low(engine: Engine) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 import threading
-from itertools import chain
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Row, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from app.store.models import DiagnosisRecord, Encounter, ObservationRecord, Patient
 from engines.card import ModelCard
@@ -152,6 +152,26 @@ class PatientFeatures:
         return encode(card, self.history(card), now)
 
 
+# The cache's reads, built once: opening a patient runs them with new parameters only.
+# Columns, not ORM objects, so a first read of ten years of results stays a few ms; the
+# "after" reads use the (patient_id, id) indexes.
+_PATIENT = select(Patient.sex, Patient.birth_date, Patient.race).where(
+    Patient.id == bindparam("patient"))
+_RESULTS_AFTER = select(
+    ObservationRecord.id, ObservationRecord.result_key, ObservationRecord.is_current,
+    ObservationRecord.loinc, ObservationRecord.observed_at, ObservationRecord.value_num,
+    ObservationRecord.units,
+).where(ObservationRecord.patient_id == bindparam("patient"),
+        ObservationRecord.id > bindparam("after")).order_by(ObservationRecord.id)
+_DIAGNOSES_AFTER = select(
+    DiagnosisRecord.id, DiagnosisRecord.code, DiagnosisRecord.diagnosed_at,
+    DiagnosisRecord.recorded_at,
+).where(DiagnosisRecord.patient_id == bindparam("patient"),
+        DiagnosisRecord.id > bindparam("after")).order_by(DiagnosisRecord.id)
+_VISITS = select(Encounter.id, Encounter.admitted_at, Encounter.status).where(
+    Encounter.patient_id == bindparam("patient"))
+
+
 def _to_epoch(when: datetime | None) -> float | None:
     return None if when is None else when.timestamp()
 
@@ -179,44 +199,38 @@ class FeatureCache:
             if entry is None:
                 entry = PatientFeatures(patient_id)
                 self._entries[patient_id] = entry
-            with Session(self._engine) as session:
-                self._refresh(session, entry)
+            with self._engine.connect() as connection:  # one read transaction: one snapshot
+                self._refresh(connection, entry)
             return entry
 
-    def _refresh(self, session: Session, entry: PatientFeatures) -> None:
-        patient = session.get(Patient, entry.patient_id)
+    def _refresh(self, connection: Connection, entry: PatientFeatures) -> None:
+        params = {"patient": entry.patient_id}
+        patient = connection.execute(_PATIENT, params).first()
         if patient is None:
             raise KeyError(f"no patient {entry.patient_id}")
-        entry.sex, entry.birth_date = patient.sex, patient.birth_date
-        entry.ethnicity = RACE.get(patient.race.split("^")[0], "other" if patient.race else "")
+        entry.sex, entry.birth_date, race = patient
+        entry.ethnicity = RACE.get(race.split("^")[0], "other" if race else "")
         changed = False
-        # Columns, not ORM objects: a first read of ten years of results stays a few ms.
-        obs = ObservationRecord
-        rows = session.execute(select(
-            obs.id, obs.result_key, obs.is_current, obs.loinc, obs.observed_at, obs.value_num,
-            obs.units).where(obs.patient_id == entry.patient_id, obs.id > entry.last_obs_id)
-            .order_by(obs.id)).all()
+        rows = connection.execute(_RESULTS_AFTER, {**params, "after": entry.last_obs_id}).all()
         for row in rows:
             changed |= self._apply_observation(entry, row)
         if rows:
             entry.last_obs_id = max(entry.last_obs_id, rows[-1][0])  # ordered by id
-        dxs = session.scalars(select(DiagnosisRecord).where(
-            DiagnosisRecord.patient_id == entry.patient_id,
-            DiagnosisRecord.id > entry.last_dx_id).order_by(DiagnosisRecord.id)).all()
-        for dx in dxs:
-            entry.last_dx_id = max(entry.last_dx_id, dx.id)
-            if dx.code.strip().upper().startswith(DIABETES_ICD10):
+        dxs = connection.execute(_DIAGNOSES_AFTER, {**params, "after": entry.last_dx_id}).all()
+        for dx_id, code, diagnosed_at, recorded_at in dxs:
+            entry.last_dx_id = max(entry.last_dx_id, dx_id)
+            if code.strip().upper().startswith(DIABETES_ICD10):
                 entry.diabetes_on_record = True
-            name = dx_name(dx.code)
-            when = _to_epoch(dx.diagnosed_at or dx.recorded_at)
+            name = dx_name(code)
+            when = _to_epoch(diagnosed_at or recorded_at)
             if name and when is not None:
-                entry.events[f"dx:{dx.id}"] = (name, when, None)
+                entry.events[f"dx:{dx_id}"] = (name, when, None)
                 changed = True
         # Visits: few rows, re-read whole (a cancelled admission is no visit).
-        visits = session.execute(select(Encounter.id, Encounter.admitted_at, Encounter.status)
-                                 .where(Encounter.patient_id == entry.patient_id)).all()
-        visit_events = {f"visit:{eid}": ("visit", when.timestamp(), None)
-                        for eid, when, status in visits if when and status != "cancelled"}
+        visit_events: dict[str, tuple[str, float, float | None]] = {
+            f"visit:{eid}": ("visit", when.timestamp(), None)
+            for eid, when, status in connection.execute(_VISITS, params)
+            if when and status != "cancelled"}
         if entry.visits != visit_events:
             entry.visits = visit_events
             changed = True
@@ -224,7 +238,7 @@ class FeatureCache:
             entry.changed()
 
     @staticmethod
-    def _apply_observation(entry: PatientFeatures, row: Row[Any]) -> bool:
+    def _apply_observation(entry: PatientFeatures, row: Sequence[Any]) -> bool:
         _, result_key, is_current, loinc, observed_at, value_num, units = row
         # Any newer row for the same result (correction, deletion) replaces the cached one.
         changed = entry.events.pop(result_key, None) is not None

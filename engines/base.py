@@ -48,7 +48,7 @@ class Engine(ABC):
     def warm_up(self, lengths: tuple[int, ...] = (1, 64, 512)) -> None:
         """Run a few shapes once, so the first real patient is not the slow one."""
         for n in lengths:
-            batch = {
+            batch: dict[str, np.ndarray] = {
                 "codes": np.ones((1, n), dtype=np.int64),
                 "values": np.zeros((1, n), dtype=np.float32),
                 "ages": np.linspace(0, 5, n, dtype=np.float32)[None, :],

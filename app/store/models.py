@@ -174,6 +174,8 @@ class ObservationRecord(Base):
     __table_args__ = (
         Index("ix_obs_patient_current_time", "patient_id", "is_current", "observed_at"),
         Index("ix_obs_patient_key", "patient_id", "result_key"),
+        # The feature cache reads a patient's rows added since it last looked (id > last).
+        Index("ix_obs_patient_id", "patient_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -206,7 +208,8 @@ class DiagnosisRecord(Base):
     """One DG1 diagnosis."""
 
     __tablename__ = "diagnoses"
-    __table_args__ = (Index("ix_dx_patient_code", "patient_id", "code"),)
+    __table_args__ = (Index("ix_dx_patient_code", "patient_id", "code"),
+                      Index("ix_dx_patient_id", "patient_id", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))

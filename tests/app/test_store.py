@@ -131,3 +131,31 @@ def test_patient_changed_names_the_results(engine: Engine) -> None:
     with Session(engine) as s:
         row = s.get(InboxMessage, change.message_id)
         assert row is not None and row.status == "processed"
+
+
+def test_migrations_build_exactly_the_models_schema(engine: Engine) -> None:
+    # An upgraded workstation or department server must end up with the same tables and
+    # indexes as the models describe; a model change without its migration fails here.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from app.store.models import Base
+
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_feature_cache_reads_new_rows_through_an_index(engine: Engine) -> None:
+    # Opening a patient asks for their rows after the last id seen; without the
+    # (patient_id, id) indexes that scanned and sorted the patient's whole history.
+    from app.features import _DIAGNOSES_AFTER, _RESULTS_AFTER
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the query plan is checked on SQLite; PostgreSQL plans by statistics")
+    with engine.connect() as connection:
+        for statement, index in ((_RESULTS_AFTER, "ix_obs_patient_id"),
+                                 (_DIAGNOSES_AFTER, "ix_dx_patient_id")):
+            sql = str(statement.compile(engine, compile_kwargs={"literal_binds": False}))
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql, (1, 0)))
+            assert index in plan and "TEMP B-TREE" not in plan, plan

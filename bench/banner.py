@@ -2,12 +2,14 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/banner.py [--alerts 500]
 
-Everything real and in one process, as on a workstation: the MLLP listener (asyncio
-thread), durable inbox (SQLite, synchronous=FULL), processor, features, ONNX Runtime,
-alert policy and adoption log, and Qt painting the banner (offscreen). 25 patients are
-opened by ADT routing; then ORU results for them arrive one at a time, paced at 20/s, and
-each is scored and shown (suppression off for the run). "Frame received" is the moment
-the listener read the frame; "painted" is the banner's first paintEvent.
+Everything real, as on a workstation: the MLLP listener (asyncio thread), durable inbox
+(SQLite, synchronous=FULL), the processing worker (a spawned process, app/worker.py),
+features, ONNX Runtime, alert policy and adoption log, and Qt painting the banner
+(offscreen). 25 patients are opened by ADT routing; once all 25 are on screen, ORU results
+for them arrive one at a time, paced at 20/s, and each is scored and shown (suppression
+off for the run). The time from start to the last opening is printed too: it includes
+spawning the worker. "Frame received" is the moment the listener read the frame;
+"painted" is the banner's first paintEvent.
 """
 
 from __future__ import annotations
@@ -72,14 +74,20 @@ def main() -> None:
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     service = IngestService(config, engine, on_change=clinic.on_patient_changed)
+    started = time.monotonic()
     server = service.start_in_thread()
     window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
     samples: list[dict[str, float]] = []
+    openings: list[float] = []  # when each opening's banner was painted
+    opened = threading.Event()
 
     def on_painted(alert, painted_at: datetime) -> None:  # type: ignore[no-untyped-def]
         stages = alert.latency_at(painted_at)
-        if "received_to_processed" not in stages:
-            return  # the 25 openings by ADT, before the measured results
+        if "received_to_processed" not in stages:  # the openings by ADT, not measured
+            openings.append(time.monotonic())
+            if len(openings) >= PATIENTS:
+                opened.set()
+            return
         row = {stage: stages.get(stage, 0.0) for stage in STAGES}
         samples.append(row)
 
@@ -106,6 +114,10 @@ def main() -> None:
                              "DG1|2||Z83.3^Family history^I10||20240101\r").encode())
                 client.send((f"MSH|^~\\&|ADT|H|C|W|{stamp}||ADT^A04|BA{n}|P|2.5\r{pid(n)}\r"
                              f"PV1|1|E|ER^1^{n}^H||||||||||||||||V{n}\r").encode())
+            # The measured results start once every opening is on screen: the processing
+            # worker is a spawned process that takes a second or two to come up, and
+            # results sent before then would time the start, not the path.
+            opened.wait(60)
             time.sleep(1.0)
             interval = 1.0 / args.rate
             for i in range(args.alerts):
@@ -137,6 +149,9 @@ def main() -> None:
     engine.dispose()
     print(f"\nFrame received → banner painted: {len(samples)} alerts at {args.rate:g} results/s,"
           f" {os.cpu_count()} cores, engine {selection.engine.name}\n")
+    if len(openings) >= PATIENTS:
+        print(f"Start-up: the service started → all {PATIENTS} openings (ADT A08 + A04 each, "
+              f"sent at once) painted: {openings[-1] - started:.2f} s\n")
     print("| stage | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
     for stage in STAGES:
         values = [s[stage] for s in samples]

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -223,6 +221,11 @@ def make_engine(url: str, derived_only: bool = False) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (idempotent)."""
+    # Imported here: the processing worker never migrates, and Alembic (with Mako) is a
+    # fifth of its start-up imports.
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with writer(engine).begin() as connection:

@@ -42,7 +42,8 @@ POLL_S = 1.0
 
 
 class Signal(Protocol):
-    """What the processor needs of an event: threading.Event or multiprocessing.Event."""
+    """What the processor needs of an event: threading.Event here, or the worker process's
+    WakeSignal and StopFlag (app/worker.py)."""
 
     def set(self) -> None: ...
     def clear(self) -> None: ...
@@ -90,7 +91,7 @@ class Processor:
         self._config = config or IngestConfig()
         self._tz = feed_timezone(self._config.feed_timezone)
         self._on_change = on_change
-        # Threading events here; multiprocessing events in the worker process (app/worker.py).
+        # Threading events here; in the worker process, its cross-process signals.
         self._wake: Signal = wake or threading.Event()
         self._stop: Signal = stop or threading.Event()
         self._thread: threading.Thread | None = None

@@ -109,7 +109,7 @@ def _watch_parent(parent_pid: int, stop: StopFlag, wake: WakeSignal) -> None:
 
 
 def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: bytes,
-                 gate: WriteGate | None, wake: WakeSignal, stop: StopFlag, reports: Any,
+                 gate: WriteGate, wake: WakeSignal, stop: StopFlag, reports: Any,
                  sent: Any, parent_pid: int) -> None:
     """The worker process: process the inbox until stopped or orphaned."""
     root = logging.getLogger("clarion")
@@ -127,8 +127,7 @@ def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: 
     # The parent migrated the store before starting us. Everything the worker writes
     # can be rebuilt from the inbox, so its commits need not wait for the disk.
     engine = make_engine(url, derived_only=True)
-    if gate is not None:
-        share_write_gate(engine, gate)
+    share_write_gate(engine, gate)
     def report(change: PatientChanged) -> None:
         sent.value += 1  # before the put: the parent never thinks it has seen them all early
         reports.put(change)
@@ -158,7 +157,7 @@ class WorkerProcess:
         self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
         self._spawning = threading.Lock()  # stop() and a restart do not interleave
-        self._gate = write_gate(engine) if engine.dialect.name == "sqlite" else None
+        self._gate = write_gate(engine)  # PostgreSQL's is open: nothing to share or reset
         self._restart_at = 0.0
         self._restart_delay_s = restart_delay_s
         self._stable_s = stable_s
@@ -259,7 +258,6 @@ class WorkerProcess:
                 if self._stopping.is_set():
                     return
                 self._restart_at = 0.0
-                if self._gate is not None:
-                    self._gate.reset()
+                self._gate.reset()
                 self.restarts += 1
                 self._spawn()

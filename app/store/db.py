@@ -181,10 +181,10 @@ def write_gate(engine: Engine) -> WriteGate:
     """The gate shared by every writer of this database in this process (SQLite only)."""
     if engine.dialect.name != "sqlite":
         return _open_gate
-    key = engine.url.render_as_string(hide_password=False)
+    key = _gate_key(engine)
     with _gates_lock:
         gate = _gates.get(key)
-        if gate is None:
+        if gate is None:  # not setdefault: a gate holds OS semaphores, made only when needed
             gate = _gates[key] = WriteGate()
         return gate
 
@@ -192,9 +192,12 @@ def write_gate(engine: Engine) -> WriteGate:
 def share_write_gate(engine: Engine, gate: WriteGate) -> None:
     """Use `gate` (another process's, passed at spawn) for this database in this process."""
     if engine.dialect.name == "sqlite":
-        key = engine.url.render_as_string(hide_password=False)
         with _gates_lock:
-            _gates[key] = gate
+            _gates[_gate_key(engine)] = gate
+
+
+def _gate_key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
 
 
 def make_engine(url: str, derived_only: bool = False) -> Engine:

@@ -29,46 +29,34 @@ from integrations.hl7.events import (
 )
 
 _PERSON_ONLY = {"A28", "A31"}  # person administration: PV1 there is not a visit
-
-
-def _survivor(session: Session, patient: Patient) -> Patient:
-    seen = {patient.id}
-    while patient.merged_into_id is not None:
-        nxt = session.get(Patient, patient.merged_into_id)
-        if nxt is None or nxt.id in seen:
-            break
-        seen.add(nxt.id)
-        patient = nxt
-    return patient
-
-
-def find_by_identifier(session: Session, value: str, authority: str | None) -> list[Patient]:
-    """Patients with this identifier; any authority when `authority` is None."""
-    query = select(PatientIdentifier).where(PatientIdentifier.value == value)
-    if authority is not None:
-        query = query.where(PatientIdentifier.authority == authority)
-    patients: dict[int, Patient] = {}
-    for row in session.scalars(query):
-        patient = session.get(Patient, row.patient_id)
-        if patient is not None:
-            patient = _survivor(session, patient)
-            patients[patient.id] = patient
-    return list(patients.values())
-
-
-# Writing: SQLAlchemy Core on the processor's connection. The ORM's unit of work cost
-# several times the SQL itself here, and this runs for every message received.
 _P = Patient.__table__
 _PI = PatientIdentifier.__table__
 _E = Encounter.__table__
 _O = ObservationRecord.__table__
 _D = DiagnosisRecord.__table__
+
+
+def find_by_identifier(session: Session, value: str, authority: str | None) -> list[Patient]:
+    """Patients with this identifier; any authority when `authority` is None."""
+    query = select(_PI.c.patient_id, _P.c.merged_into_id).join(
+        _P, _P.c.id == _PI.c.patient_id).where(_PI.c.value == value)
+    if authority is not None:
+        query = query.where(_PI.c.authority == authority)
+    conn = session.connection()
+    survivors = dict.fromkeys(_survivor_id(conn, patient_id, merged)
+                              for patient_id, merged in session.execute(query))
+    return [p for p in (session.get(Patient, i) for i in survivors) if p is not None]
+
+
+# Writing: SQLAlchemy Core on the processor's connection. The ORM's unit of work cost
+# several times the SQL itself here, and this runs for every message received.
 _DEMOGRAPHICS = ("family_name", "given_name", "birth_date", "sex", "race", "ethnicity")
 _VISIT = ("patient_class", "location", "prior_location", "attending", "referring",
           "admitting", "admitted_at")
 
 
 def _survivor_id(conn: Connection, patient_id: int, merged_into: int | None) -> int:
+    """Where a chain of ADT^A40 merges starting at `patient_id` ends."""
     seen = {patient_id}
     while merged_into is not None and merged_into not in seen:
         seen.add(merged_into)

@@ -26,11 +26,14 @@ def parse_since(text: str) -> timedelta:
     return {"d": timedelta(days=n), "h": timedelta(hours=n), "w": timedelta(weeks=n)}[unit]
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile of a non-empty list (also used by bench/)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return percentile(values, q) if values else None
 
 
 def adoption(engine: Engine, since: datetime) -> dict[str, Any]:

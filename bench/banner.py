@@ -31,6 +31,7 @@ from app import logs  # noqa: E402
 from app.clinic import ClinicService  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.service import IngestService  # noqa: E402
+from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import load_card  # noqa: E402
 from engines.select import select_engine  # noqa: E402
@@ -42,11 +43,6 @@ from ui.qt import QApplication, QTimer  # noqa: E402
 PATIENTS = 25
 STAGES = ("received_to_processed", "processed_to_scoring", "features", "inference", "policy",
           "paint", "total")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def main() -> None:
@@ -155,7 +151,8 @@ def main() -> None:
     print("| stage | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
     for stage in STAGES:
         values = [s[stage] for s in samples]
-        print(f"| {stage} | {statistics.median(values):.2f} | {pct(values, 99):.2f} | "
+        print(f"| {stage} | {statistics.median(values):.2f} | "
+              f"{percentile(values, 99):.2f} | "
               f"{max(values):.2f} |")
     window.close()
     window.deleteLater()

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import logs  # noqa: E402
 from app.features import FeatureCache  # noqa: E402
 from app.scoring import Scorer  # noqa: E402
+from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import load_card  # noqa: E402
 from engines.inputs import ModelInput, collate  # noqa: E402
@@ -49,11 +50,6 @@ LENGTHS = (16, 128, 512, 2048)
 # ONNX Runtime keeps the app's setting, two (one measured the same).
 EAGER_THREADS = 1
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]

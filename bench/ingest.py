@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import logs  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.service import IngestService  # noqa: E402
+from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from app.store.models import InboxMessage, InboxStatus  # noqa: E402
 from integrations.mllp import MllpClient  # noqa: E402
@@ -131,11 +132,6 @@ def send_all_paced(port: int, payloads: list[bytes], connections: int, rate: flo
     for t in threads:
         t.join()
     results.put((latencies, "; ".join(errors[:3]), first_send, max(finished)))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class Store:

@@ -300,7 +300,7 @@ def cmd_patient_show(args: argparse.Namespace) -> int:
                   "authorities; give --authority", file=sys.stderr)
             return 1
         t = timeline(session, matches[0])
-        data = {
+        data: dict[str, Any] = {
             "patient": {k: _jsonable(getattr(t.patient, k)) for k in (
                 "id", "family_name", "given_name", "birth_date", "sex", "deceased")},
             "identifiers": [{"value": i.value, "authority": i.authority, "type": i.type_code}

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import logs
 from app.store.db import write_gate, writer
-from app.store.models import InboxMessage, InboxStatus, utcnow
+from app.store.models import InboxMessage, InboxStatus, table_of, utcnow
 from integrations.hl7.acks import AckError, Outcome, ack_code
 from integrations.hl7.receipt import Assessment
 
@@ -68,7 +68,7 @@ def _status_for(assessment: Assessment) -> InboxStatus:
     return InboxStatus.RECEIVED if assessment.used else InboxStatus.IGNORED
 
 
-_INBOX = InboxMessage.__table__
+_INBOX = table_of(InboxMessage)
 _KNOWN = (_INBOX.c.id, _INBOX.c.sending_application, _INBOX.c.sending_facility,
           _INBOX.c.control_id, _INBOX.c.content_hash, _INBOX.c.status, _INBOX.c.ack_code,
           _INBOX.c.ack_error_code, _INBOX.c.ack_error_text, _INBOX.c.ack_error_location,
@@ -79,7 +79,7 @@ def _receipt_of(message_id: int, row: Mapping[str, Any], duplicate: bool) -> Rec
     """The answer stored with a message (`row`: its inbox columns)."""
     outcome = {"AA": Outcome.ACCEPT, "CA": Outcome.ACCEPT, "AE": Outcome.ERROR,
                "CE": Outcome.ERROR}.get(row["ack_code"], Outcome.REJECT)
-    errors = ()
+    errors: tuple[AckError, ...] = ()
     if row["ack_error_code"]:
         errors = (AckError(row["ack_error_code"], row["ack_error_text"],
                            location=row["ack_error_location"]),)
@@ -117,7 +117,7 @@ def _settle(pairs: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]
             waiter.set_result(result)
 
 
-def _deliver(batch: list[_Pending], results: list[Receipt] | list[BaseException]) -> None:
+def _deliver(batch: list[_Pending], results: Sequence[Receipt | BaseException]) -> None:
     """Hand each waiting sender its receipt (or the error that kept it from being stored)."""
     by_loop: dict[asyncio.AbstractEventLoop,
                   list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]] = {}
@@ -245,9 +245,9 @@ class DurableInbox:
         with self._engine.begin() as conn:
             hashes = {item.key[3] for item in batch}
             for row in conn.execute(select(*_KNOWN).where(_INBOX.c.content_hash.in_(hashes))):
-                fields = row._mapping
-                known[(fields["sending_application"], fields["sending_facility"],
-                       fields["control_id"], fields["content_hash"])] = (row.id, fields)
+                stored: dict[str, Any] = dict(row._mapping)
+                known[(stored["sending_application"], stored["sending_facility"],
+                       stored["control_id"], stored["content_hash"])] = (row.id, stored)
             fresh: list[dict[str, Any]] = []
             fresh_keys: list[tuple[str, str, str, str]] = []
             for item in batch:

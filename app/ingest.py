@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from app import logs
 from app.config import IngestConfig
 from app.store.db import write_gate, writer
-from app.store.models import InboxMessage, InboxStatus, utcnow
+from app.store.models import InboxMessage, InboxStatus, table_of, utcnow
 from app.store.patients import apply_parsed
 from integrations.hl7.events import MessageContentError, ParsedMessage
 from integrations.hl7.header import HeaderError, read_header
@@ -96,8 +96,8 @@ class Processor:
         self._stop: Signal = stop or threading.Event()
         self._thread: threading.Thread | None = None
         self._delivering = 0  # batches committed whose changes are not yet handed over
-        self._ahead: dict[int, Row[Any]] = {}  # read and parsed, not yet applied
-        self._parsed: dict[int, list[ParsedMessage] | str] = {}
+        self._ahead: dict[int, Row] = {}  # read and parsed, not yet applied
+        self._parsed: dict[int, tuple[ParsedMessage, ...] | str] = {}
 
     def wake(self, _ids: object = None) -> None:
         """Something was received: process it now rather than at the next poll."""
@@ -163,7 +163,8 @@ class Processor:
         unread = [i for i in chunk if i not in rows]
         if unread:
             with self._reader.connect() as conn:
-                rows.update((row.id, row) for row in conn.execute(_LOAD_MANY, {"ids": unread}))
+                for row in conn.execute(_LOAD_MANY, {"ids": unread}):
+                    rows[row.id] = row
         for i in unread:
             if i in rows and rows[i].status == InboxStatus.RECEIVED.value:
                 parsed[i] = self._parse(rows[i])
@@ -186,8 +187,8 @@ class Processor:
         """No processed message's change is still on its way to `on_change`."""
         return self._delivering == 0
 
-    def _apply_batch(self, chunk: list[int], rows: dict[int, Row[Any]],
-                     parsed: dict[int, list[ParsedMessage] | str], waiting: set[str],
+    def _apply_batch(self, chunk: list[int], rows: dict[int, Row],
+                     parsed: dict[int, tuple[ParsedMessage, ...] | str], waiting: set[str],
                      todo: list[int], changes: list[PatientChanged]) -> int:
         handled = 0
         with self._gate.background(), self._engine.begin() as conn:
@@ -212,7 +213,7 @@ class Processor:
                 changes += self._process_one(conn, row, content, waiting)
         return handled
 
-    def _parse(self, row: Row[Any]) -> list[ParsedMessage] | str:
+    def _parse(self, row: Row) -> tuple[ParsedMessage, ...] | str:
         """The message's content, or why it cannot be used (quarantined at once)."""
         try:
             header = read_header(row.raw)
@@ -222,7 +223,7 @@ class Processor:
         except HeaderError as exc:  # readable at receipt, so only a changed parser gets here
             return f"header error: {exc}"
 
-    def _process_one(self, conn: Connection, row: Row[Any], parsed: list[ParsedMessage] | str,
+    def _process_one(self, conn: Connection, row: Row, parsed: tuple[ParsedMessage, ...] | str,
                      waiting: set[str]) -> list[PatientChanged]:
         now = utcnow()
         if isinstance(parsed, str):
@@ -255,7 +256,7 @@ class Processor:
                 if visit else ()))
         return changes
 
-    def _fail(self, conn: Connection, row: Row[Any], patient_key: str, error: str,
+    def _fail(self, conn: Connection, row: Row, patient_key: str, error: str,
               now: datetime, *, final: bool) -> bool:
         """Record a failed attempt; True if the message will be tried again."""
         attempts = row.attempts + 1
@@ -277,7 +278,7 @@ class Processor:
 
 
 # The processor's statements, built once: it runs them for every message.
-_INBOX = InboxMessage.__table__
+_INBOX = table_of(InboxMessage)
 _LOAD_MANY = select(_INBOX.c.id, _INBOX.c.raw, _INBOX.c.status, _INBOX.c.patient_key,
                     _INBOX.c.attempts, _INBOX.c.received_at, _INBOX.c.message_type,
                     _INBOX.c.trigger, _INBOX.c.control_id).where(

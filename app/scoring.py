@@ -177,7 +177,7 @@ class Scorer:
         t_infer = time.perf_counter()
         risk = float(risks[0])
         factors = []
-        for (group, names, static), row in zip(groups, row_of, strict=True):
+        for (group, names, _static), row in zip(groups, row_of, strict=True):
             delta = risk - float(risks[row])  # row 0: the group removes nothing, delta 0
             if delta > 0.005:
                 factors.append(Factor(group, describe_group(group, names, features, now), delta))

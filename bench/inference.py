@@ -28,9 +28,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -186,8 +188,8 @@ def main() -> None:
     for n in LENGTHS:
         batch = collate([history(card, n, n)])
         occlusion = collate([history(card, n, n + i) for i in range(13)])
-        result = timed_in_turn({name: lambda f=f: f(batch) for name, f in engines.items()}, runs)
-        result_occ = timed_in_turn({name: lambda f=f: f(occlusion) for name, f in engines.items()},
+        result = timed_in_turn({name: partial(f, batch) for name, f in engines.items()}, runs)
+        result_occ = timed_in_turn({name: partial(f, occlusion) for name, f in engines.items()},
                                    runs // 4)
         rows.append((n, result, result_occ))
 
@@ -229,18 +231,18 @@ def main() -> None:
     for n in LENGTHS:
         engine, patient_id = store_patient(card, n)
 
-        def cold() -> None:
+        def cold(engine: Engine = engine, patient_id: int = patient_id) -> None:
             FeatureCache(engine).get(patient_id).inputs(card, NOW)
 
         cache = FeatureCache(engine)
         cache.get(patient_id)
 
-        def cached() -> None:
+        def cached(cache: FeatureCache = cache, patient_id: int = patient_id) -> None:
             cache.get(patient_id).inputs(card, NOW)
 
         scorer = Scorer(card, fp32, cache)
 
-        def open_patient() -> None:
+        def open_patient(scorer: Scorer = scorer, patient_id: int = patient_id) -> None:
             scorer.score(patient_id, NOW)
 
         c50, c99 = timed(cold, 50)

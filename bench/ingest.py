@@ -36,8 +36,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url

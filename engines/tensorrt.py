@@ -114,7 +114,8 @@ def profile_shapes(card: ModelCard) -> dict[str, tuple[tuple[int, ...], ...]]:
     """One optimization profile: (min, opt, max) per input — 1 / typical / 2,048 events."""
     static = len(card.static)
     events = (1, TYPICAL_EVENTS, card.max_events)
-    shapes = {name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {
+        name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
               for name in ("codes", "values", "ages")}
     shapes["static"] = ((1, static), (1, static), (MAX_BATCH, static))
     return shapes

@@ -21,13 +21,13 @@ from ui.bridge import Bridge
 from ui.qt import (
     QApplication,
     QByteArray,
+    QColor,
     QIcon,
     QLocalServer,
     QLocalSocket,
-    QPixmap,
-    QColor,
-    QSystemTrayIcon,
     QMenu,
+    QPixmap,
+    QSystemTrayIcon,
     qInstallMessageHandler,
 )
 
@@ -127,7 +127,8 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     from ui.main_window import MainWindow
 
     qInstallMessageHandler(_route_qt_messages)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Clarion")
     app.setQuitOnLastWindowClosed(False)
     name = instance_name(config)

@@ -143,7 +143,7 @@ class Banner(QFrame):
         self.details_button.clicked.connect(self.toggle_details)
         self.ack_button.clicked.connect(self.acknowledge)
         self.snooze_button.clicked.connect(self.snooze)
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.snooze)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.snooze)
         self.setFixedWidth(440)
 
         self._expiry = QTimer(self, singleShot=True, interval=int(expire_after_s * 1000))

@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         bridge.open_patients.connect(self.refresh_patients)
         self.search.returnPressed.connect(self.run_search)
         self.results.itemActivated.connect(self.open_result)
-        QShortcut(QKeySequence("Ctrl+Shift+B"), self, activated=self.focus_banner)
+        QShortcut(QKeySequence("Ctrl+Shift+B"), self, self.focus_banner)
         self._status_timer = QTimer(self, interval=1000)
         self._status_timer.timeout.connect(self.refresh_status)
         self._status_timer.start()

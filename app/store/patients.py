@@ -17,6 +17,7 @@ from app.store.models import (
     ObservationRecord,
     Patient,
     PatientIdentifier,
+    table_of,
     utcnow,
 )
 from integrations.hl7.events import (
@@ -29,11 +30,11 @@ from integrations.hl7.events import (
 )
 
 _PERSON_ONLY = {"A28", "A31"}  # person administration: PV1 there is not a visit
-_P = Patient.__table__
-_PI = PatientIdentifier.__table__
-_E = Encounter.__table__
-_O = ObservationRecord.__table__
-_D = DiagnosisRecord.__table__
+_P = table_of(Patient)
+_PI = table_of(PatientIdentifier)
+_E = table_of(Encounter)
+_O = table_of(ObservationRecord)
+_D = table_of(DiagnosisRecord)
 
 
 def find_by_identifier(session: Session, value: str, authority: str | None) -> list[Patient]:
@@ -226,8 +227,9 @@ def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None
     """ADT updates repeat the same DG1s: keep one of each (code, system, time)."""
     if not diagnoses:
         return
-    known = set(conn.execute(select(_D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
-        _D.c.patient_id == patient_id, _D.c.code.in_({dx.code[:64] for dx in diagnoses}))))
+    known = {(row.code, row.coding_system, row.diagnosed_at) for row in conn.execute(
+        select(_D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
+            _D.c.patient_id == patient_id, _D.c.code.in_({dx.code[:64] for dx in diagnoses})))}
     rows = []
     for dx in diagnoses:
         key = (dx.code[:64], dx.coding_system[:64], dx.diagnosed_at)

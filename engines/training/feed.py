@@ -102,7 +102,8 @@ def messages(patient: SyntheticPatient, seed: int = 0) -> Iterator[bytes]:
             continue
         order = f"ORD{patient.pid:06d}-{counter:04d}"
         wrong_first = rng.random() < 0.03
-        obx, corrected = [], []
+        obx: list[str] = []
+        corrected: list[str] = []
         for i, e in enumerate(results, 1):
             code, text = LOINC[e.name]
             value, unit = _units(e.name, float(e.value or 0), style)

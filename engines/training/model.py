@@ -42,6 +42,13 @@ class T2DNet(nn.Module):
     """Per-code timeline summaries, wide-and-deep head. Inputs as in engines/inputs.py;
     output: calibrated risk in [0, 1]."""
 
+    # Buffers (registered in __init__; declared here for the type checker).
+    shift: torch.Tensor
+    scale: torch.Tensor
+    real_code: torch.Tensor
+    calib_a: torch.Tensor
+    calib_b: torch.Tensor
+
     def __init__(self, vocab_size: int, static_size: int, hidden: int = 16) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -54,10 +61,11 @@ class T2DNet(nn.Module):
         real_code[0] = 0.0
         self.register_buffer("real_code", real_code, persistent=False)
         self.wide = nn.Linear(features, 1)
-        self.net = nn.Sequential(nn.Dropout(0.1), nn.Linear(features, hidden), nn.GELU(),
-                                 nn.Linear(hidden, 1))
-        nn.init.zeros_(self.net[3].weight)  # the deep path starts silent
-        nn.init.zeros_(self.net[3].bias)
+        # Created in this order so a fixed seed gives the same weights as before.
+        deep_in, deep_out = nn.Linear(features, hidden), nn.Linear(hidden, 1)
+        nn.init.zeros_(deep_out.weight)  # the deep path starts silent
+        nn.init.zeros_(deep_out.bias)
+        self.net = nn.Sequential(nn.Dropout(0.1), deep_in, nn.GELU(), deep_out)
         # Platt scaling, fitted after training on held-out patients and folded into the graph.
         self.register_buffer("calib_a", torch.tensor(1.0))
         self.register_buffer("calib_b", torch.tensor(0.0))

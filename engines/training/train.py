@@ -224,6 +224,8 @@ def main() -> None:
         output_names=["risk"],
         dynamic_shapes=({0: batch_dim, 1: events_dim}, {0: batch_dim, 1: events_dim},
                         {0: batch_dim, 1: events_dim}, {0: batch_dim}))
+    if onnx_program is None:
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
     onnx_program.save(str(out / "model.onnx"))
     _strip_build_metadata(out / "model.onnx")
 

@@ -74,7 +74,7 @@ def ack_code(outcome: Outcome, enhanced: bool) -> str:
 
 def escape(text: str, field_sep: str = "|", encoding_chars: str = "^~\\&") -> str:
     """Escape text for an HL7 field (\\F\\ \\S\\ \\R\\ \\E\\ \\T\\), and flatten line breaks."""
-    component, repetition, esc, sub = (encoding_chars + "^~\\&")[:4]
+    component, repetition, esc, sub = tuple((encoding_chars + "^~\\&")[:4])
     out = text.replace(esc, f"{esc}E{esc}")
     for char, code in ((field_sep, "F"), (component, "S"), (repetition, "R"), (sub, "T")):
         out = out.replace(char, f"{esc}{code}{esc}")
@@ -90,7 +90,7 @@ def _version_at_least(version: str, major: int, minor: int) -> bool:
 
 
 def _err_segment(err: AckError, version: str, sep: str, enc: str) -> str:
-    comp, _, _, sub = (enc + "^~\\&")[:4]
+    comp, _, _, sub = tuple((enc + "^~\\&")[:4])
     name = ERROR_CODES.get(err.code, "Application internal error")
     text = escape(err.text, sep, enc)
     if not _version_at_least(version, 2, 5):

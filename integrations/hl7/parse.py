@@ -103,11 +103,11 @@ def parse_timestamp(text: str, default_tz: tzinfo = UTC) -> datetime | None:
     if not digits.isdigit() or len(digits) < 4:
         return None
     digits = digits[:14]
-    parts = [int(digits[0:4]), int(digits[4:6] or 1), int(digits[6:8] or 1),
-             int(digits[8:10] or 0), int(digits[10:12] or 0), int(digits[12:14] or 0)]
     micro = int((fraction + "000000")[:6]) if fraction.isdigit() else 0
     try:
-        return datetime(*parts, micro, tzinfo=tz).astimezone(UTC)
+        return datetime(int(digits[0:4]), int(digits[4:6] or 1), int(digits[6:8] or 1),
+                        int(digits[8:10] or 0), int(digits[10:12] or 0),
+                        int(digits[12:14] or 0), micro, tzinfo=tz).astimezone(UTC)
     except ValueError:
         return None
 

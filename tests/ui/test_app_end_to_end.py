@@ -8,60 +8,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.alerts import AlertEventType, DismissReason
+from app.alerts import DismissReason
 from app.clinic import ClinicService
 from app.config import Config
-from app.service import IngestService
-from app.store.db import open_store
 from app.store.models import AlertEvent
-from engines.card import load_card
-from engines.onnxruntime import OnnxRuntimeEngine
-from engines.select import Candidate, Selection
 from integrations.mllp import MllpClient
 from tests.app.helpers import ack_fields, hl7_message
-from ui.bridge import Bridge
 from ui.main_window import MainWindow
 
 PID = "PID|1||{mrn}^^^H^MR||Quixote^Alonso||19620101|F||2029-7^Asian Indian^CDCREC"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'clarion.db'}"
-
-
-@pytest.fixture
-def running(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, MainWindow, int]]:
-    config.workstation.locations = ["ER"]
-    config.workstation.clinician = "dr.test"
-    engine = open_store(config.database_url)
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
-    bridge = Bridge()
-    clinic.on_alert.append(bridge.alert.emit)
-    clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed)
-    server = service.start_in_thread()
-    window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
-    qtbot.addWidget(window)
-    try:
-        yield clinic, window, server.bound_port
-    finally:
-        for banner in list(window.banners):
-            banner.close()
-        service.stop()
-        engine.dispose()
 
 
 def send(port: int, *messages: str) -> None:

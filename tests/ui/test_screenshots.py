@@ -10,8 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.ui.test_app_end_to_end import adt, history, send  # noqa: F401 - fixtures below
-from tests.ui.test_app_end_to_end import db_url, running  # noqa: F401
+from tests.ui.test_app_end_to_end import adt, history, send
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

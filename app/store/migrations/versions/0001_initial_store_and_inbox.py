@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: (none)
 Create Date: 2026-11-21 10:04:32.157743
 """
-from alembic import op
 import sqlalchemy as sa
-import app.store.models
+from alembic import op
 
+import app.store.models
 
 revision = '0001'
 down_revision = None

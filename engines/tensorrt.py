@@ -116,7 +116,7 @@ def profile_shapes(card: ModelCard) -> dict[str, tuple[tuple[int, ...], ...]]:
     events = (1, TYPICAL_EVENTS, card.max_events)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
-              for name in ("codes", "values", "ages")}
+        for name in ("codes", "values", "ages")}
     shapes["static"] = ((1, static), (1, static), (MAX_BATCH, static))
     return shapes
 

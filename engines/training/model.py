@@ -66,7 +66,8 @@ class T2DNet(nn.Module):
         real_code[0] = 0.0
         self.register_buffer("real_code", real_code, persistent=False)
         self.wide = nn.Linear(features, 1)
-        # Created in this order so a fixed seed gives the same weights as before.
+        # Layers in forward order: the seed's random draws, and so a retrain's weights,
+        # follow the order of creation.
         deep_in, deep_out = nn.Linear(features, hidden), nn.Linear(hidden, 1)
         nn.init.zeros_(deep_out.weight)  # the deep path starts silent
         nn.init.zeros_(deep_out.bias)

@@ -39,6 +39,7 @@ def no_leaked_widgets(qapp: object) -> Iterator[None]:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
+    """The UI tests run on SQLite only (the store on PostgreSQL is tested in tests/app)."""
     return f"sqlite:///{tmp_path / 'clarion.db'}"
 
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,9 +24,6 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from engines.training.cohort import SyntheticPatient, generate
 from engines.training.feed import AUTHORITY, feed, mrn
-
-if TYPE_CHECKING:
-    from app.service import IngestService
 
 DEMO_UNIT = "ER"
 
@@ -140,7 +136,7 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
 
     def act(step: int) -> None:
         nonlocal handled
-        _wait_idle(service)
+        service.wait_settled()  # every change processed and seen by the clinic
         while handled < len(alerts):
             alert = alerts[handled]
             handled += 1
@@ -169,7 +165,6 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
     try:
         replay(server.bound_port, history, today_messages(patients, now), pause_s,
                on_step=act)
-        _wait_idle(service)
         act(-1)
         with Session(engine) as session:
             for row in session.scalars(select(AlertEvent).where(
@@ -185,7 +180,3 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
         service.stop()
         engine.dispose()
 
-
-def _wait_idle(service: IngestService, timeout: float = 30.0) -> None:
-    """Until the inbox has nothing left to process and the clinic has seen every change."""
-    service.wait_settled(timeout)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, bindparam, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app import logs
@@ -73,6 +73,14 @@ def feed_timezone(name: str) -> tzinfo:
         assert local is not None
         return local
     return ZoneInfo(name)
+
+
+def unprocessed(engine: Engine) -> int:
+    """Messages stored and not yet processed (status received: due, or waiting to retry).
+    A new connection each time, so a caller that polls sees the latest commits."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(_INBOX).where(
+            _INBOX.c.status == InboxStatus.RECEIVED.value)) or 0
 
 
 class Processor:

@@ -10,13 +10,13 @@ import ssl
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app import logs
 from app.config import Config
 from app.inbox import DurableInbox
-from app.ingest import PatientChanged, Processor
-from app.store.models import InboxMessage, InboxStatus, utcnow
+from app.ingest import PatientChanged, Processor, unprocessed
+from app.store.models import utcnow
 from app.worker import WorkerProcess
 from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import Assessment, assess
@@ -91,10 +91,7 @@ class IngestService:
         reached `on_change` (the demo and tests use this). False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self.engine.connect() as conn:
-                pending = conn.scalar(select(func.count()).select_from(InboxMessage).where(
-                    InboxMessage.status == InboxStatus.RECEIVED.value))
-            if not pending and self.processor.settled():
+            if not unprocessed(self.engine) and self.processor.settled():
                 return True
             time.sleep(0.02)
         return False

@@ -128,6 +128,7 @@ def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: 
     # can be rebuilt from the inbox, so its commits need not wait for the disk.
     engine = make_engine(url, derived_only=True)
     share_write_gate(engine, gate)
+
     def report(change: PatientChanged) -> None:
         sent.value += 1  # before the put: the parent never thinks it has seen them all early
         reports.put(change)

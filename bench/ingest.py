@@ -39,18 +39,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import logs  # noqa: E402
 from app.config import Config  # noqa: E402
+from app.ingest import unprocessed  # noqa: E402
 from app.service import IngestService  # noqa: E402
 from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
-from app.store.models import InboxMessage, InboxStatus  # noqa: E402
 from integrations.mllp import MllpClient  # noqa: E402
 
 LOINC = [("4548-4", "HbA1c", "%"), ("1558-6", "Fasting glucose", "mg/dL"),
@@ -205,11 +204,7 @@ def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int
     if error:
         raise RuntimeError(error)
     acked_s = last_ack - started
-    while True:  # a new session each time: a long-lived one would keep reading its snapshot
-        with Session(engine) as session:
-            if not session.scalar(select(func.count()).where(
-                    InboxMessage.status == InboxStatus.RECEIVED.value)):
-                break
+    while unprocessed(engine):
         time.sleep(0.02)
     processed_s = time.perf_counter() - started
     service.stop()

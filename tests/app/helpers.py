@@ -6,14 +6,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from app.config import Config
-from app.ingest import PatientChanged
+from app.ingest import PatientChanged, unprocessed
 from app.service import IngestService
 from app.store.db import open_store
-from app.store.models import InboxMessage, InboxStatus
 
 
 @contextmanager
@@ -33,9 +31,7 @@ def wait_processed(engine: Engine, timeout: float = 20.0) -> None:
     """Wait until nothing is pending (status received) in the inbox."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with Session(engine) as session:
-            pending = session.scalar(select(func.count()).where(
-                InboxMessage.status == InboxStatus.RECEIVED.value))
+        pending = unprocessed(engine)
         if not pending:
             return
         time.sleep(0.05)

@@ -188,7 +188,8 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         now = datetime.now(UTC).replace(microsecond=0)
         patients = pick_patients(now)
         thread = threading.Thread(target=replay, daemon=True, args=(
-            server.bound_port, feed(patients), today_messages(patients, now), 4.0, stop))
+            server.bound_port, feed(patients), today_messages(patients, now), 4.0, stop),
+            kwargs={"settled": service.wait_settled})
         thread.start()
     try:
         return app.exec()

@@ -173,7 +173,7 @@ class Scorer:
             else:
                 rows.append(occluded)
                 row_of.append(len(rows) - 1)
-        risks = self.engine.infer(collate(rows))
+        risks = self.engine.infer(collate(card, rows))
         t_infer = time.perf_counter()
         risk = float(risks[0])
         factors = []

@@ -4,12 +4,14 @@
     .venv/bin/python bench/inference.py
 
 One patient per call (what opening a patient costs), single process, 2 cores: ONNX Runtime
-with the app's 2 intra-op threads, PyTorch eager with 1 (its faster setting here).
+with the app's one intra-op thread, PyTorch eager with one (its faster setting here).
 Engines: ONNX Runtime FP32 (the reference), ONNX Runtime INT8 (Q/DQ), and PyTorch eager
 running the same weights (loaded from the ONNX file's initializers) in two forms: the
-shipped `T2DNet` (written for ONNX: one ScatterND of 3-wide rows), and the same features
-written with seven `scatter_add`s, PyTorch's fastest form measured here. The ratio is
-against the faster of the two at each length, so it cannot be raised by slowing PyTorch.
+shipped `T2DNet` on the batch every engine reads (code-major, engines/inputs.collate: one
+running sum, no scatter), and the same features written with seven `scatter_add`s over the
+events in their own order, most recent first (the input that form is fastest on; it was
+PyTorch's fastest form of the earlier, scatter-based graph). The ratio is against the
+faster of the two at each length, so it cannot be raised by slowing PyTorch.
 The engines are timed in alternating blocks, so drift on a shared machine hits all alike.
 Also the occlusion call for the top factors at its largest (13 rows: the patient and all 12
 groups; the app leaves out groups with nothing on record), and AUROC of each on the card's
@@ -42,14 +44,14 @@ from app.scoring import Scorer  # noqa: E402
 from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import load_card  # noqa: E402
-from engines.inputs import ModelInput, collate  # noqa: E402
+from engines.inputs import INPUT_NAMES, ModelInput, collate  # noqa: E402
 from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from engines.validation import auroc, load_validation, score_all  # noqa: E402
 
 LENGTHS = (16, 128, 512, 2048)
 # PyTorch eager is faster with one intra-op thread than with two for this model (its ops
 # are a few thousand elements; 2,048 events: 0.21 against 0.29 ms here), so it gets one.
-# ONNX Runtime keeps the app's setting, two (one measured the same).
+# ONNX Runtime keeps the app's setting, also one (faster than two for this graph).
 EAGER_THREADS = 1
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -65,18 +67,18 @@ def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return statistics.median(times), percentile(times, 99)
 
 
-def timed_in_turn(fns: dict[str, Callable[[], object]], runs: int,
-                  blocks: int = 10) -> dict[str, tuple[float, float]]:
+def timed_in_turn(fns: dict[tuple[str, int], Callable[[], object]], runs: int,
+                  blocks: int = 50) -> dict[tuple[str, int], tuple[float, float]]:
     """p50 and p99 (ms) of each function over `runs` calls, in `blocks` alternating blocks.
 
-    Alternating shares a shared machine's drift among the engines. Blocks rather than single
-    calls, each after a few untimed calls: ONNX Runtime's and PyTorch's thread pools spin
-    after each call, and calling them one after the other would time their contention.
+    Alternating shares a shared machine's drift among the engines; many short blocks share
+    it more finely (this virtual machine's speed was seen to change 2x within a minute).
+    Each block starts with a few untimed calls, so no engine is timed cold after another.
     """
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[tuple[str, int], list[float]] = {name: [] for name in fns}
     for _ in range(blocks):
         for name, fn in fns.items():
-            for _ in range(20):
+            for _ in range(5):
                 fn()
             for _ in range(runs // blocks):
                 started = time.perf_counter()
@@ -93,6 +95,20 @@ def history(card, n: int, seed: int) -> ModelInput:  # type: ignore[no-untyped-d
                       rng.normal(0, 1, len(card.static)).astype(np.float32))
 
 
+def layouts(card, items: list[ModelInput]) -> dict[str, dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
+    """The batch the engines read (code-major) and, for the scatter form, the same events
+    in their own order (most recent first), padded with code 0."""
+    kept = [(i.codes > 0) & (i.ages >= 0) & (i.ages <= card.window_years) for i in items]
+    length = max(1, max(int(k.sum()) for k in kept))
+    own = {name: np.zeros((len(items), length), dtype=np.int64 if name == "codes" else
+                          np.float32) for name in ("codes", "values", "ages")}
+    for row, (item, keep) in enumerate(zip(items, kept, strict=True)):
+        for name in own:
+            own[name][row, :keep.sum()] = getattr(item, name)[keep]
+    own["static"] = np.stack([i.static for i in items])
+    return {"code-major": collate(card, items), "own order": own}
+
+
 def torch_engines(card) -> dict:  # type: ignore[no-untyped-def,type-arg]
     """PyTorch eager on the ONNX file's weights: the shipped form and the scatter_add form."""
     try:
@@ -100,44 +116,57 @@ def torch_engines(card) -> dict:  # type: ignore[no-untyped-def,type-arg]
         import torch
         from onnx import numpy_helper
 
-        from engines.training.model import WINDOW_YEARS, T2DNet
+        from engines.training.model import T2DNet
     except ImportError:
         return {}
     torch.set_num_threads(EAGER_THREADS)
 
     class ScatterAddForm(T2DNet):
-        """The same features with one scatter_add per sum (the graph before ScatterND)."""
+        """The same features with one scatter_add per sum, over events most recent first
+        (padding: code 0, whose column is dropped)."""
 
-        def features(self, codes, values, ages, static):  # type: ignore[no-untyped-def]
+        def __init__(self, vocab_size: int, static_size: int) -> None:
+            super().__init__(vocab_size, static_size)
+            real = torch.ones(vocab_size)
+            real[0] = 0.0
+            self.register_buffer("real", real, persistent=False)
+
+        def features(self, codes, values, ages, static):  # type: ignore[no-untyped-def,override]
             batch, events = codes.shape
-            valid = ((codes > 0) & (ages >= 0.0) & (ages < WINDOW_YEARS)).to(values.dtype)
-            code = codes * valid.to(codes.dtype)
             position = torch.arange(events).expand(batch, events)
             first_at = torch.full((batch, self.vocab_size), events, dtype=codes.dtype
-                                  ).scatter_reduce(1, code, position, reduce="amin")
-            first = (first_at.gather(1, code) == position).to(values.dtype) * valid
+                                  ).scatter_reduce(1, codes, position, reduce="amin")
+            first = (first_at.gather(1, codes) == position).to(values.dtype)
             zero = values.new_zeros(batch, self.vocab_size)
-            total = zero.scatter_add(1, code, valid)
-            value_sum = zero.scatter_add(1, code, values * valid)
-            age_sum = zero.scatter_add(1, code, ages * valid)
-            latest = zero.scatter_add(1, code, values * first)
-            present = zero.scatter_add(1, code, first)
-            since = zero.scatter_add(1, code, ages * first)
+            sums = torch.stack([
+                zero.scatter_add(1, codes, torch.ones_like(values)),
+                zero.scatter_add(1, codes, values), zero.scatter_add(1, codes, ages),
+                zero.scatter_add(1, codes, values * first), zero.scatter_add(1, codes, first),
+                zero.scatter_add(1, codes, ages * first)]) * self.real
+            total, value_sum, age_sum, latest, present, since = sums.unbind(0)
             return self.summarize(latest, present, since, total, value_sum, age_sum, static)
+
+        def forward(self, codes, values, ages, static):  # type: ignore[no-untyped-def,override]
+            logit = self.head(self.features(codes, values, ages, static))
+            return torch.sigmoid(self.calib_a * logit + self.calib_b).unsqueeze(-1)
 
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
                for i in onnx.load(str(card.path("fp32"))).graph.initializer}
     engines = {}
-    for name, cls in (("eager", T2DNet), ("eager scatter_add", ScatterAddForm)):
+    for name, cls, layout, names in (
+            ("eager", T2DNet, "code-major", INPUT_NAMES),
+            ("eager scatter_add", ScatterAddForm, "own order",
+             ("codes", "values", "ages", "static"))):
         model = cls(len(card.vocabulary), len(card.static))
         state = model.state_dict()
         model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
         model.eval()
 
-        def infer(batch: dict[str, np.ndarray], model: T2DNet = model) -> np.ndarray:
+        def infer(batches: dict[str, dict[str, np.ndarray]], model: T2DNet = model,
+                  layout: str = layout, names: tuple[str, ...] = names) -> np.ndarray:
+            batch = batches[layout]
             with torch.inference_mode():
-                out = model(*(torch.from_numpy(batch[k]) for k in ("codes", "values", "ages",
-                                                                     "static")))
+                out = model(*(torch.from_numpy(batch[k]) for k in names))
             return out.numpy().reshape(-1)
         engines[name] = infer
     return engines
@@ -177,48 +206,52 @@ def store_patient(card, n: int):  # type: ignore[no-untyped-def]
 def main() -> None:
     logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
     card = load_card("t2d")
-    engines = {"ORT FP32": OnnxRuntimeEngine(card, "fp32").infer,
-               "ORT INT8": OnnxRuntimeEngine(card, "int8").infer}
+
+    def on_code_major(engine: OnnxRuntimeEngine) -> Callable[[dict], np.ndarray]:  # type: ignore[type-arg]
+        return lambda batches: engine.infer(batches["code-major"])
+
+    engines = {"ORT FP32": on_code_major(OnnxRuntimeEngine(card, "fp32")),
+               "ORT INT8": on_code_major(OnnxRuntimeEngine(card, "int8"))}
     eager = torch_engines(card)
     engines.update(eager)
     if not eager:
         print("PyTorch not installed: the eager columns are missing (pip install -e '.[train]')")
     runs = 2000
-    rows = []
-    for n in LENGTHS:
-        batch = collate([history(card, n, n)])
-        occlusion = collate([history(card, n, n + i) for i in range(13)])
-        result = timed_in_turn({name: partial(f, batch) for name, f in engines.items()}, runs)
-        result_occ = timed_in_turn({name: partial(f, occlusion) for name, f in engines.items()},
-                                   runs // 4)
-        rows.append((n, result, result_occ))
+    one = {n: layouts(card, [history(card, n, n)]) for n in LENGTHS}
+    occluded = {n: layouts(card, [history(card, n, n + i) for i in range(13)]) for n in LENGTHS}
+    # Every engine at every length in each block: the machine's drift hits all cells alike.
+    tables = [(title, timed_in_turn({(name, n): partial(f, batches[n]) for n in LENGTHS
+                                     for name, f in engines.items()}, count), count)
+              for title, batches, count in (
+                  ("Inference, one patient per call", one, runs),
+                  ("With top factors at most (patient + 12 occlusion rows, batch of 13)",
+                   occluded, runs // 4))]
 
-    def ratios(result: dict[str, tuple[float, float]]) -> str:
+    def ratios(result: dict[tuple[str, int], tuple[float, float]], n: int) -> str:
         if not eager:
             return "n/a | n/a"
-        fastest = min(result[m][0] for m in eager)
-        return f"{fastest / result['ORT FP32'][0]:.1f}x | {fastest / result['ORT INT8'][0]:.1f}x"
+        fastest = min(result[m, n][0] for m in eager)
+        return (f"{fastest / result['ORT FP32', n][0]:.1f}x | "
+                f"{fastest / result['ORT INT8', n][0]:.1f}x")
 
     names = list(engines)
     head = " | ".join(f"{m} p50 | {m} p99" for m in names)
-    for title, index, count in (
-            ("Inference, one patient per call", 1, runs),
-            ("With top factors at most (patient + 12 occlusion rows, batch of 13)", 2,
-             runs // 4)):
-        print(f"\n{title} ({count} calls each, engines in alternating blocks), milliseconds\n")
+    for title, result, count in tables:
+        print(f"\n{title} ({count} calls each, engines and lengths in alternating blocks), "
+              "milliseconds\n")
         print(f"| events | {head} | fastest eager / FP32 (p50) | fastest eager / INT8 (p50) |")
         print("|---:|" + "---:|" * (2 * len(names) + 2))
-        for row in rows:
-            result = row[index]
-            cells = " | ".join(f"{result[m][0]:.3f} | {result[m][1]:.3f}" for m in names)
-            print(f"| {row[0]} | {cells} | {ratios(result)} |")
+        for n in LENGTHS:
+            cells = " | ".join(f"{result[m, n][0]:.3f} | {result[m, n][1]:.3f}" for m in names)
+            print(f"| {n} | {cells} | {ratios(result, n)} |")
 
     inputs, labels = load_validation(card)
     print(f"\nAUROC on the card's {len(inputs)} validation patients\n")
     print("| engine | AUROC | max abs diff vs FP32 |\n|---|---:|---:|")
     reference = score_all(OnnxRuntimeEngine(card), inputs)
     for name, f in engines.items():
-        risks = np.concatenate([f(collate(inputs[i:i + 256])) for i in range(0, len(inputs), 256)])
+        risks = np.concatenate([f(layouts(card, inputs[i:i + 256]))
+                                for i in range(0, len(inputs), 256)])
         print(f"| {name} | {auroc(labels, risks):.4f} | {np.max(np.abs(risks - reference)):.2e} |")
 
     print("\nFeatures from a real SQLite store, then encode; and opening the patient: "

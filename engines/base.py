@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.card import ModelCard
+from engines.inputs import ModelInput, collate
 
 
 class EngineUnavailable(RuntimeError):
@@ -48,10 +49,7 @@ class Engine(ABC):
     def warm_up(self, lengths: tuple[int, ...] = (1, 64, 512)) -> None:
         """Run a few shapes once, so the first real patient is not the slow one."""
         for n in lengths:
-            batch: dict[str, np.ndarray] = {
-                "codes": np.ones((1, n), dtype=np.int64),
-                "values": np.zeros((1, n), dtype=np.float32),
-                "ages": np.linspace(0, 5, n, dtype=np.float32)[None, :],
-                "static": np.zeros((1, len(self.card.static)), dtype=np.float32),
-            }
-            self.infer(batch)
+            self.infer(collate(self.card, [ModelInput(
+                np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.float32),
+                np.linspace(0, 5, n, dtype=np.float32), np.zeros(len(self.card.static),
+                                                                 dtype=np.float32))]))

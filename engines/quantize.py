@@ -54,7 +54,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Entropy,
             per_channel=False,
-            # Only the head is worth INT8: the per-code scatters are exact counts and sums.
+            # Only the head is worth INT8: the per-code aggregation is exact counts and sums.
             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     finally:

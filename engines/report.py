@@ -35,7 +35,7 @@ def held_out(card: ModelCard, patients: int, seed: int) -> dict[str, Any]:
     risks = {}
     for key, precision in (("model", "fp32"), ("model_int8", "int8")):
         engine = OnnxRuntimeEngine(card, precision)
-        risks[key] = np.concatenate([engine.infer(collate(inputs[i:i + 256]))
+        risks[key] = np.concatenate([engine.infer(collate(card, inputs[i:i + 256]))
                                      for i in range(0, len(inputs), 256)])
     lr = LogisticBaseline.from_json(card.raw["baselines"]["logistic_latest"])
     risks["logistic_latest"] = lr.predict(latest_value_features(card, inputs))

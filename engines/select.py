@@ -46,7 +46,7 @@ class Selection:
 
 def _median_ms(engine: Engine, inputs: list[ModelInput], runs: int = 30) -> float:
     longest = max(inputs[:64], key=lambda i: len(i.codes))
-    batch = collate([longest])
+    batch = collate(engine.card, [longest])
     engine.infer(batch)
     times = []
     for _ in range(runs):

@@ -33,15 +33,16 @@ import numpy as np
 
 from engines.base import Engine, EngineInfo, EngineUnavailable
 from engines.card import ModelCard, file_sha256
+from engines.inputs import INPUT_NAMES
 
 log = logging.getLogger("clarion.engines")
 
-INPUTS = ("codes", "values", "ages", "static")
 MAX_BATCH = 32  # one patient, or one patient's occlusion batch (< 32 feature groups)
 TYPICAL_EVENTS = 256
 WORKSPACE_BYTES = 256 * 1024 * 1024
 SHAPE_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048)
-_NP = {"codes": np.int64, "values": np.float32, "ages": np.float32, "static": np.float32}
+_NP = {"codes": np.int64, "values": np.float32, "ages": np.float32, "ends": np.int64,
+       "static": np.float32}
 
 
 def import_runtime() -> tuple[Any, Any]:
@@ -112,11 +113,12 @@ def bucket_for(events: int) -> int:
 
 def profile_shapes(card: ModelCard) -> dict[str, tuple[tuple[int, ...], ...]]:
     """One optimization profile: (min, opt, max) per input — 1 / typical / 2,048 events."""
-    static = len(card.static)
+    static, vocab = len(card.static), len(card.vocabulary)
     events = (1, TYPICAL_EVENTS, card.max_events)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
         for name in ("codes", "values", "ages")}
+    shapes["ends"] = ((1, vocab), (1, vocab), (MAX_BATCH, vocab))
     shapes["static"] = ((1, static), (1, static), (MAX_BATCH, static))
     return shapes
 
@@ -260,6 +262,7 @@ class TensorRTEngine(Engine):
         largest = {"codes": (MAX_BATCH, self.card.max_events),
                    "values": (MAX_BATCH, self.card.max_events),
                    "ages": (MAX_BATCH, self.card.max_events),
+                   "ends": (MAX_BATCH, len(self.card.vocabulary)),
                    "static": (MAX_BATCH, len(self.card.static)), "risk": (MAX_BATCH, 1)}
         for name, shape in largest.items():
             dtype = _NP.get(name, np.float32)
@@ -278,7 +281,7 @@ class TensorRTEngine(Engine):
                                    for i in range(0, rows, MAX_BATCH)])
         padded = self._pad(batch, bucket_for(events))
         kind = cudart.cudaMemcpyKind
-        for name in INPUTS:
+        for name in INPUT_NAMES:
             host = np.ascontiguousarray(padded[name])
             self._context.set_input_shape(name, host.shape)
             _check(cudart.cudaMemcpyAsync(self._device[name], host.ctypes.data, host.nbytes,
@@ -291,9 +294,10 @@ class TensorRTEngine(Engine):
         return out.reshape(-1)
 
     def _pad(self, batch: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
-        """Pad histories to the shape bucket; code 0 is padding, so risk is unchanged."""
+        """Pad histories to the shape bucket; padding lies past every code's end, so risk is
+        unchanged."""
         rows, events = batch["codes"].shape
-        out = {"static": batch["static"]}
+        out = {"ends": batch["ends"], "static": batch["static"]}
         for name in ("codes", "values", "ages"):
             padded = np.zeros((rows, length), dtype=_NP[name])
             padded[:, :events] = batch[name]

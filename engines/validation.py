@@ -79,7 +79,7 @@ def load_validation(card: ModelCard) -> tuple[list[ModelInput], np.ndarray]:
 
 
 def score_all(engine: Engine, inputs: list[ModelInput], batch: int = 32) -> np.ndarray:
-    return np.concatenate([engine.infer(collate(inputs[i:i + batch]))
+    return np.concatenate([engine.infer(collate(engine.card, inputs[i:i + batch]))
                            for i in range(0, len(inputs), batch)])
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.card import MODELS_DIR, file_sha256, load_card
-from engines.inputs import STATIC, ModelInput, collate, encode, history_from_events
+from engines.inputs import INPUT_NAMES, STATIC, ModelInput, collate, encode, history_from_events
 from engines.training.baselines import ada_points, fit_logistic, latest_value_features
 from engines.training.cohort import SyntheticPatient, generate
 from engines.training.metrics import evaluate
@@ -74,8 +74,11 @@ def card_template(seed: int, patients: int) -> dict:
             "numeric": {k: {"unit": u, "mean": m, "sd": s, "range": list(r)}
                         for k, (u, m, s, r) in NUMERIC.items()},
             "static": list(STATIC),
-            "tensors": {"codes": "int64 [batch, events]", "values": "float32 [batch, events]",
+            "tensors": {"codes": "int64 [batch, events], code-major: each code's events "
+                                 "together, most recent first (engines/inputs.collate)",
+                        "values": "float32 [batch, events]",
                         "ages": "float32 [batch, events] years before now",
+                        "ends": "int64 [batch, vocabulary] where each code's events end",
                         "static": f"float32 [batch, {len(STATIC)}]"},
         },
         "outputs": {"risk": "float32 [batch, 1], calibrated probability"},
@@ -160,8 +163,8 @@ def main() -> None:
     model = T2DNet(len(card.vocabulary), len(card.static))
 
     def tensors(batch: list[ModelInput]) -> list[torch.Tensor]:
-        c = collate(batch)
-        return [torch.from_numpy(c[k]) for k in ("codes", "values", "ages", "static")]
+        c = collate(card, batch)
+        return [torch.from_numpy(c[k]) for k in INPUT_NAMES]
 
     # The features have no parameters: computed once per patient, the head trains on them.
     with torch.no_grad():
@@ -220,10 +223,10 @@ def main() -> None:
     batch_dim, events_dim = torch.export.Dim("batch", max=4096), torch.export.Dim(
         "events", min=1, max=card.max_events)
     onnx_program = torch.onnx.export(
-        model, tuple(example), dynamo=True, input_names=["codes", "values", "ages", "static"],
+        model, tuple(example), dynamo=True, input_names=list(INPUT_NAMES),
         output_names=["risk"],
         dynamic_shapes=({0: batch_dim, 1: events_dim}, {0: batch_dim, 1: events_dim},
-                        {0: batch_dim, 1: events_dim}, {0: batch_dim}))
+                        {0: batch_dim, 1: events_dim}, {0: batch_dim}, {0: batch_dim}))
     if onnx_program is None:
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
     onnx_program.save(str(out / "model.onnx"))
@@ -237,7 +240,7 @@ def main() -> None:
     usable = len(calib_inputs) - len(calib_inputs) % 50
     assert usable >= 1000, "calibrate on at least 1,000 patients"
     quantize_int8(out / "model.onnx", out / "model.int8.onnx",
-                  [collate(calib_inputs[i:i + 50], longest) for i in range(0, usable, 50)],
+                  [collate(card, calib_inputs[i:i + 50], longest) for i in range(0, usable, 50)],
                   keep_fp32=("wide.weight",))
 
     # Baselines, fitted on the training split.
@@ -246,7 +249,7 @@ def main() -> None:
 
     fp32 = OnnxRuntimeEngine(card)
     int8 = OnnxRuntimeEngine(card, "int8")
-    test_batches = [collate(inputs["test"][i:i + 512]) for i in range(0, len(inputs["test"]), 512)]
+    test_batches = [collate(card, inputs["test"][i:i + 512]) for i in range(0, len(inputs["test"]), 512)]
     torch_risk = torch.sigmoid(torch.from_numpy(logits("test")) * model.calib_a
                                + model.calib_b).numpy()
     risk = {"model": np.concatenate([fp32.infer(b) for b in test_batches]),

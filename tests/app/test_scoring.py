@@ -103,11 +103,11 @@ def test_factor_call_scores_only_the_groups_that_remove_something(engine: Engine
     # mental illness are absent, so those five rows would repeat the patient's own.
     assert batches == [1 + len(GROUPS) - 5]
     item = cache.get(patient_id).inputs(card, NOW)
-    risk = float(ort.infer(collate([item]))[0])
+    risk = float(ort.infer(collate(card, [item]))[0])
     assert score.risk == pytest.approx(risk, abs=1e-6)
     expected = {}
     for group, names, static in GROUPS:
-        without = float(ort.infer(collate([_occlude(card, item, names, static)]))[0])
+        without = float(ort.infer(collate(card, [_occlude(card, item, names, static)]))[0])
         expected[group] = risk - without
     assert expected["Glucose"] == 0.0 and expected["PCOS"] == 0.0
     assert score.factors

@@ -1,10 +1,12 @@
 """The shipped ONNX graph computes the features its docstring documents.
 
-The graph aggregates a history with two scatters (O(events)) rather than one-hot matrix
-products; this checks it, event by event, against a plain NumPy reading of the same
-definition (engines/training/model.py): per code the latest value, presence, years since
-it, and its change against the earlier values, overall and per year; standardized, then
-the wide and the deep path. The network weights are read from the ONNX file.
+The graph reads a code-major batch (engines/inputs.collate) and aggregates it with one
+running sum read at the ends of each code's run; this checks graph and layout together,
+event by event, against a plain NumPy reading of the definition on the patient's events in
+their own order, most recent first (engines/training/model.py): per code the latest value,
+presence, years since it, and its change against the earlier values, overall and per year;
+standardized, then the wide and the deep path. The network weights are read from the ONNX
+file.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ from engines.inputs import ModelInput, collate
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.validation import load_validation
 
-WINDOW = 10.01  # years
 
-
-def reference_features(item: ModelInput, vocab: int) -> np.ndarray:
+def reference_features(item: ModelInput, vocab: int, window: float) -> np.ndarray:
     latest, present, since = np.zeros(vocab), np.zeros(vocab), np.zeros(vocab)
     total, value_sum, age_sum = np.zeros(vocab), np.zeros(vocab), np.zeros(vocab)
     for code, value, age in zip(item.codes, item.values, item.ages, strict=True):
-        if code <= 0 or not 0.0 <= age < WINDOW:
+        if code <= 0 or not 0.0 <= age <= window:
             continue
         total[code] += 1
         value_sum[code] += value
@@ -46,7 +46,8 @@ def reference_features(item: ModelInput, vocab: int) -> np.ndarray:
 def reference_risk(card: ModelCard, items: list[ModelInput]) -> np.ndarray:
     w = {i.name: numpy_helper.to_array(i).astype(np.float64)
          for i in onnx.load(str(card.path("fp32"))).graph.initializer}
-    raw = np.stack([reference_features(i, len(card.vocabulary)) for i in items])
+    raw = np.stack([reference_features(i, len(card.vocabulary), card.window_years)
+                    for i in items])
     x = (raw - w["shift"]) / w["scale"]
     hidden = x @ w["net.1.weight"].T + w["net.1.bias"]
     gelu = 0.5 * hidden * (1.0 + np.vectorize(math.erf)(hidden / math.sqrt(2.0)))
@@ -63,7 +64,7 @@ def card() -> ModelCard:
 def test_graph_matches_the_documented_features_on_validation_patients(card: ModelCard) -> None:
     items, _ = load_validation(card)
     sample = items[:200]
-    got = OnnxRuntimeEngine(card).infer(collate(sample))
+    got = OnnxRuntimeEngine(card).infer(collate(card, sample))
     assert np.max(np.abs(got - reference_risk(card, sample))) < 1e-4
 
 
@@ -83,6 +84,12 @@ def test_graph_matches_at_window_edges_padding_and_full_length(card: ModelCard) 
                    np.sort(rng.uniform(0, 10, card.max_events)).astype(np.float32),
                    rng.normal(0, 1, len(card.static)).astype(np.float32)),
     ]
+    # Invalid events around valid ones of the same code: a future HbA1c before the latest
+    # valid one, results past the window after it, and a code with nothing valid.
+    items.append(ModelInput(np.array([2, 2, 3, 4, 3, 2], np.int64),
+                            rng.normal(0, 1, 6).astype(np.float32),
+                            np.array([-0.5, 0.1, 0.5, 10.2, 10.5, 12.0], np.float32),
+                            rng.normal(0, 1, len(card.static)).astype(np.float32)))
     # One batch: the short ones are padded (code 0) to 2,048 events.
-    got = OnnxRuntimeEngine(card).infer(collate(items))
+    got = OnnxRuntimeEngine(card).infer(collate(card, items))
     assert np.max(np.abs(got - reference_risk(card, items))) < 1e-4

@@ -40,7 +40,7 @@ def test_dynamic_history_length(card: ModelCard, precision: str, events: int) ->
                       rng.normal(0, 1, events).astype(np.float32),
                       np.sort(rng.uniform(0, 10, events)).astype(np.float32),
                       np.zeros(len(card.static), np.float32))
-    risk = engine.infer(collate([item, item]))
+    risk = engine.infer(collate(card, [item, item]))
     assert risk.shape == (2,) and np.all((risk >= 0) & (risk <= 1)) and risk[0] == risk[1]
 
 
@@ -48,8 +48,8 @@ def test_padding_does_not_change_the_risk(card: ModelCard) -> None:
     engine = OnnxRuntimeEngine(card)
     item = ModelInput(np.array([2, 5, 12], np.int64), np.array([1.2, 0.8, 0], np.float32),
                       np.array([0.1, 0.5, 2.0], np.float32), np.zeros(len(card.static), np.float32))
-    alone = engine.infer(collate([item]))
-    padded = engine.infer(collate([item], length=2048))
+    alone = engine.infer(collate(card, [item]))
+    padded = engine.infer(collate(card, [item], length=2048))
     np.testing.assert_allclose(alone, padded, atol=1e-6)
 
 

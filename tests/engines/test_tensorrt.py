@@ -68,6 +68,8 @@ def test_first_load_builds_with_profile_workspace_and_metadata(card: ModelCard,
     assert list(build["pool"].values()) == [256 * 1024 * 1024]
     [profile] = build["profiles"]
     assert profile["codes"] == ((1, 1), (1, 256), (32, 2048))
+    assert profile["ends"] == ((1, len(card.vocabulary)), (1, len(card.vocabulary)),
+                               (32, len(card.vocabulary)))
     assert profile["static"][2] == (32, len(card.static))
     meta = json.loads(engine.plan.with_suffix(".json").read_text())
     for key in ("tensorrt", "cuda_runtime", "driver", "gpu", "compute_capability",
@@ -119,10 +121,10 @@ def test_inference_matches_the_reference_across_buckets(card: ModelCard, tmp_pat
     engine = _engine(card, tmp_path, cudart=cudart, use_cuda_graphs=graphs)
     reference = OnnxRuntimeEngine(card)
     for n in (1, 16, 17, 300, 2048):
-        batch = collate([_item(card, n, seed=n), _item(card, max(1, n // 2), seed=n + 1)])
+        batch = collate(card, [_item(card, n, seed=n), _item(card, max(1, n // 2), seed=n + 1)])
         np.testing.assert_allclose(engine.infer(batch), reference.infer(batch), atol=1e-6)
     # Buckets run: 16 (n=1 and n=16 share it), 32, 512, 2048. Then 32 again.
-    batch = collate([_item(card, 20, 9), _item(card, 5, 10)])
+    batch = collate(card, [_item(card, 20, 9), _item(card, 5, 10)])
     np.testing.assert_allclose(engine.infer(batch), reference.infer(batch), atol=1e-6)
     if graphs:
         # One graph per shape bucket; repeats (n=16, and the last batch) replay it.

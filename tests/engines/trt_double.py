@@ -23,8 +23,8 @@ import numpy as np
 import onnxruntime as ort
 
 PLAN_MAGIC = b"FAKE-TRT-PLAN\n"
-_DTYPES = {"codes": np.int64, "values": np.float32, "ages": np.float32, "static": np.float32,
-           "risk": np.float32}
+_DTYPES = {"codes": np.int64, "values": np.float32, "ages": np.float32, "ends": np.int64,
+           "static": np.float32, "risk": np.float32}
 
 
 class FakeCudart:
@@ -126,7 +126,7 @@ class _Context:
     def _run(self) -> None:
         self.executions += 1
         feeds = {}
-        for name in ("codes", "values", "ages", "static"):
+        for name in (i.name for i in self.engine.session.get_inputs()):  # all the network's
             shape = self.shapes[name]
             count = int(np.prod(shape))
             raw = (ctypes.c_char * (count * np.dtype(_DTYPES[name]).itemsize)).from_address(

@@ -1,0 +1,62 @@
+"""The batch layout every engine reads (engines/inputs.collate): code-major, most recent
+first within a code, `ends` where each code's events end, padding past the last end, and
+only the events the model reads (a known code, inside the card's window)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines.card import ModelCard, load_card
+from engines.inputs import INPUT_NAMES, ModelInput, collate
+
+
+@pytest.fixture(scope="module")
+def card() -> ModelCard:
+    return load_card("t2d")
+
+
+def _item(card: ModelCard, n: int, seed: int) -> ModelInput:
+    rng = np.random.default_rng(seed)
+    return ModelInput(rng.integers(0, len(card.vocabulary), n).astype(np.int64),
+                      rng.normal(0, 1, n).astype(np.float32),
+                      np.sort(rng.uniform(-1, 12, n)).astype(np.float32),
+                      rng.normal(0, 1, len(card.static)).astype(np.float32))
+
+
+def test_each_codes_events_lie_between_its_ends_in_their_own_order(card: ModelCard) -> None:
+    items = [_item(card, n, seed) for seed, n in enumerate((1, 7, 300, 2048))]
+    batch = collate(card, items, length=2100)
+    assert list(batch) == list(INPUT_NAMES)
+    vocab = len(card.vocabulary)
+    assert batch["codes"].shape == (4, 2100) and batch["ends"].shape == (4, vocab)
+    assert batch["ends"].dtype == np.int64 and batch["codes"].dtype == np.int64
+    for row, item in enumerate(items):
+        ends = batch["ends"][row]
+        valid = (item.codes > 0) & (item.ages >= 0) & (item.ages <= card.window_years)
+        start = 0
+        for code in range(vocab):
+            mine = valid & (item.codes == code)
+            run = slice(start, ends[code])
+            assert np.all(batch["codes"][row, run] == code)
+            np.testing.assert_array_equal(batch["values"][row, run], item.values[mine])
+            np.testing.assert_array_equal(batch["ages"][row, run], item.ages[mine])
+            start = ends[code]
+        assert ends[0] == 0 and ends[-1] == valid.sum()
+        assert not batch["codes"][row, ends[-1]:].any()  # padding: code 0, past every end
+        np.testing.assert_array_equal(batch["static"][row], item.static)
+
+
+def test_a_code_outside_the_vocabulary_is_an_error(card: ModelCard) -> None:
+    item = _item(card, 5, 1)
+    bad = ModelInput(np.array([1, 2, len(card.vocabulary), 3, 1]), item.values, item.ages,
+                     item.static)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        collate(card, [bad])
+
+
+def test_a_patient_with_no_events_is_one_padding_event(card: ModelCard) -> None:
+    empty = ModelInput(np.zeros(0, np.int64), np.zeros(0, np.float32),
+                       np.zeros(0, np.float32), np.zeros(len(card.static), np.float32))
+    batch = collate(card, [empty])
+    assert batch["codes"].shape == (1, 1) and not batch["ends"].any()

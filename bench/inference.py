@@ -43,7 +43,7 @@ from app.features import FeatureCache  # noqa: E402
 from app.scoring import Scorer  # noqa: E402
 from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
-from engines.card import load_card  # noqa: E402
+from engines.card import ModelCard, load_card  # noqa: E402
 from engines.inputs import INPUT_NAMES, ModelInput, collate  # noqa: E402
 from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from engines.validation import auroc, load_validation, score_all  # noqa: E402
@@ -95,7 +95,10 @@ def history(card, n: int, seed: int) -> ModelInput:  # type: ignore[no-untyped-d
                       rng.normal(0, 1, len(card.static)).astype(np.float32))
 
 
-def layouts(card, items: list[ModelInput]) -> dict[str, dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
+Batches = dict[str, dict[str, np.ndarray]]  # by layout
+
+
+def layouts(card: ModelCard, items: list[ModelInput]) -> Batches:
     """The batch the engines read (code-major) and, for the scatter form, the same events
     in their own order (most recent first), padded with code 0."""
     kept = [(i.codes > 0) & (i.ages >= 0) & (i.ages <= card.window_years) for i in items]
@@ -162,7 +165,7 @@ def torch_engines(card) -> dict:  # type: ignore[no-untyped-def,type-arg]
         model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
         model.eval()
 
-        def infer(batches: dict[str, dict[str, np.ndarray]], model: T2DNet = model,
+        def infer(batches: Batches, model: T2DNet = model,
                   layout: str = layout, names: tuple[str, ...] = names) -> np.ndarray:
             batch = batches[layout]
             with torch.inference_mode():
@@ -207,7 +210,7 @@ def main() -> None:
     logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
     card = load_card("t2d")
 
-    def on_code_major(engine: OnnxRuntimeEngine) -> Callable[[dict], np.ndarray]:  # type: ignore[type-arg]
+    def on_code_major(engine: OnnxRuntimeEngine) -> Callable[[Batches], np.ndarray]:
         return lambda batches: engine.infer(batches["code-major"])
 
     engines = {"ORT FP32": on_code_major(OnnxRuntimeEngine(card, "fp32")),

@@ -19,15 +19,19 @@ The aggregation reads the batch code-major (engines/inputs.py: each code's event
 most recent first, and `ends`, where each code's run ends, as in a compressed sparse row
 matrix): one running sum (CumSum) of 2-wide rows (value, age) over the events, read at the
 two ends of each code's run, gives its sums; its count is the run's length and its latest
-event the run's first. No scatter and no [events x vocabulary] one-hot: the per-event work
-is the CumSum alone, so the cost barely grows with history length, and the graph has a
-dynamic N with nothing baked in. The sort behind the layout is NumPy's radix sort of small
-integer keys in `collate` (~16 µs for 2,048 events on one core).
-Measured on 2 cores, 2,048 events, one patient (the cost at 16 events in brackets; the
-machine ran ~2x slower than usual that day, so compare within a line): this form 89 µs
-(77), the earlier scatter form 137 (79), whose one ScatterElements (min) for the latest event
-and one ScatterND of 3-wide rows (count, value, age) cost ~3.5 ns per element. Before that
-one scatter per sum (seven) took 0.080 against the scatter form's 0.060 ms on a normal day.
+event the run's first. `codes` is read for its shape only: the runs carry the codes. No
+scatter and no [events x vocabulary] one-hot: the per-event work is the CumSum alone, so
+the cost barely grows with history length, and the graph has a dynamic N with nothing
+baked in. The sort behind the layout is NumPy's radix sort of small integer keys, once per
+patient in `encode` (~15 µs for 2,048 events).
+Measured in ONNX Runtime on 2 cores, graphs interleaved (the virtual machine ran ~2x slower
+than usual that day: read the figures against each other), 16 / 2,048 events: one patient
+69 / 79 µs against 76 / 133 for the graph before it (on the two threads it ran on), and
+eight patients (the top factors' call) 117 / 218 against 115 / 666. That graph found each
+code's latest event with one ScatterElements (min) and summed 3-wide rows (count, value,
+age) with one ScatterND, and ONNX Runtime's scatters cost ~3.5 ns per element; one scatter
+per sum (seven) had been slower still, 0.080 against 0.060 ms at 2,048 events on a usual
+day.
 Also measured and rejected (2 cores): one-hot matrix products; runs of one code found by
 NonZero, sums by CumSum and scatters over the runs only (grows 15 µs from 16 to 2,048
 events against 26, but the export has 133 nodes against 73: 61 against 36 µs at 16 events,
@@ -36,9 +40,11 @@ events against 26, but the export has 133 nodes against 73: 61 against 36 µs at
 2,048); and a vocabulary-major one-hot ([batch, vocabulary, events], so broadcasts run
 along the events) with ArgMax for the latest and one MatMul for the sums: exact, 53 nodes,
 9 % faster at 16 events but 31 % slower at 2,048 (35 % for 13 rows): its Equal, Cast,
-ArgMax and MatMul over vocabulary x events cost more per event than the two scatters.
-The running sum's float32 rounding moves the risk by at most 1.4e-5 against the scatter
-form on the 7,497 validation patients (AUROC equal to 4 decimals).
+ArgMax and MatMul over vocabulary x events cost more per event than the scatter graph's
+two scatters.
+The running sum's float32 rounding moves the risk by at most 1.9e-5 against the scatter
+form on the 7,497 validation patients (AUROC and every metric on the card unchanged to 4
+decimals).
 tests/engines/test_model_graph.py checks the exported graph against a NumPy reading of
 these definitions.
 """

@@ -4,11 +4,13 @@ only the events the model reads (a known code, inside the card's window)."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import numpy as np
 import pytest
 
 from engines.card import ModelCard, load_card
-from engines.inputs import INPUT_NAMES, ModelInput, collate
+from engines.inputs import INPUT_NAMES, ModelInput, collate, encode, history_from_events
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,26 @@ def test_a_patient_with_no_events_is_one_padding_event(card: ModelCard) -> None:
                        np.zeros(0, np.float32), np.zeros(len(card.static), np.float32))
     batch = collate(card, [empty])
     assert batch["codes"].shape == (1, 1) and not batch["ends"].any()
+
+
+def test_encode_gives_the_batch_order_so_collate_copies_it(card: ModelCard) -> None:
+    rng = np.random.default_rng(3)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    names = ["hba1c", "bmi", "visit", "dx_htn", "fpg"]
+    events = [(names[int(rng.integers(0, len(names)))], now.timestamp() - float(s),
+               float(rng.uniform(5.0, 7.0)) if i % 2 else None)
+              for i, s in enumerate(rng.uniform(-1e7, 4e8, 300))]
+    events = [(n, t, v if n in ("hba1c", "fpg") else None) for n, t, v in events]
+    item = encode(card, history_from_events(card, events, "F", date(1970, 1, 1), "black"),
+                  now)
+    assert item.code_major and len(item.codes) > 100
+    assert np.all(np.diff(item.codes) >= 0)  # code-major
+    for code in np.unique(item.codes):
+        assert np.all(np.diff(item.ages[item.codes == code]) >= 0)  # most recent first
+    # The same events most recent first (unflagged: sorted by collate) give the same batch.
+    recent_first = np.argsort(item.ages, kind="stable")
+    plain = ModelInput(item.codes[recent_first], item.values[recent_first],
+                       item.ages[recent_first], item.static)
+    copied, sorted_ = collate(card, [item]), collate(card, [plain])
+    for name in INPUT_NAMES:
+        np.testing.assert_array_equal(copied[name], sorted_[name])

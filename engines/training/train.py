@@ -249,7 +249,8 @@ def main() -> None:
 
     fp32 = OnnxRuntimeEngine(card)
     int8 = OnnxRuntimeEngine(card, "int8")
-    test_batches = [collate(card, inputs["test"][i:i + 512]) for i in range(0, len(inputs["test"]), 512)]
+    test_batches = [collate(card, inputs["test"][i:i + 512])
+                    for i in range(0, len(inputs["test"]), 512)]
     torch_risk = torch.sigmoid(torch.from_numpy(logits("test")) * model.calib_a
                                + model.calib_b).numpy()
     risk = {"model": np.concatenate([fp32.infer(b) for b in test_batches]),

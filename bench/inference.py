@@ -8,11 +8,13 @@ with the app's one intra-op thread, PyTorch eager with one (its faster setting h
 Engines: ONNX Runtime FP32 (the reference), ONNX Runtime INT8 (Q/DQ), and PyTorch eager
 running the same weights (loaded from the ONNX file's initializers) in two forms: the
 shipped `T2DNet` on the batch every engine reads (code-major, engines/inputs.collate: one
-running sum, no scatter), and the same features written with seven `scatter_add`s over the
-events in their own order, most recent first (the input that form is fastest on; it was
-PyTorch's fastest form of the earlier, scatter-based graph). The ratio is against the
-faster of the two at each length, so it cannot be raised by slowing PyTorch.
-The engines are timed in alternating blocks, so drift on a shared machine hits all alike.
+running sum, no scatter), and the same features written with one scatter per sum (a
+`scatter_reduce` for each code's latest event, six `scatter_add`s) over the events in their
+own order, most recent first (the input that form is fastest on; it was PyTorch's fastest
+form of the earlier, scatter-based graph). The ratio is against the faster of the two at
+each length, so it cannot be raised by slowing PyTorch.
+Engines and lengths are timed in many short alternating blocks, so drift on a shared
+machine hits all cells alike.
 Also the occlusion call for the top factors at its largest (13 rows: the patient and all 12
 groups; the app leaves out groups with nothing on record), and AUROC of each on the card's
 validation patients. Features: a patient with N stored results in a real SQLite store;

@@ -46,7 +46,7 @@ from app.scoring import Scorer  # noqa: E402
 from app.stats import percentile  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import ModelCard, load_card  # noqa: E402
-from engines.inputs import INPUT_NAMES, ModelInput, collate  # noqa: E402
+from engines.inputs import INPUT_NAMES, ModelInput, collate, read_by_model  # noqa: E402
 from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from engines.validation import auroc, load_validation, score_all  # noqa: E402
 
@@ -103,7 +103,7 @@ Batches = dict[str, dict[str, np.ndarray]]  # by layout
 def layouts(card: ModelCard, items: list[ModelInput]) -> Batches:
     """The batch the engines read (code-major) and, for the scatter form, the same events
     in their own order (most recent first), padded with code 0."""
-    kept = [(i.codes > 0) & (i.ages >= 0) & (i.ages <= card.window_years) for i in items]
+    kept = [read_by_model(card, i) for i in items]
     length = max(1, max(int(k.sum()) for k in kept))
     own = {name: np.zeros((len(items), length), dtype=np.int64 if name == "codes" else
                           np.float32) for name in ("codes", "values", "ages")}

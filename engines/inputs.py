@@ -130,12 +130,17 @@ def encode(card: ModelCard, history: History, now: datetime) -> ModelInput:
                       ages.astype(np.float32), static, code_major=True)
 
 
+def read_by_model(card: ModelCard, item: ModelInput) -> np.ndarray:
+    """Which events of `item` the model reads: a code (not the padding 0), 0..window years."""
+    return (item.codes > 0) & (item.ages >= 0.0) & (item.ages <= card.window_years)
+
+
 def _read_by_code(card: ModelCard, item: ModelInput) -> tuple[np.ndarray, ...]:
-    """The events of `item` the model reads (a code, 0..window years), code-major."""
+    """The events of `item` the model reads, code-major."""
     vocab = len(card.vocabulary)
     if len(item.codes) and not 0 <= item.codes.min() <= item.codes.max() < vocab:
         raise ValueError(f"codes outside the vocabulary of {card.id} (0..{vocab - 1})")
-    read = (item.codes > 0) & (item.ages >= 0.0) & (item.ages <= card.window_years)
+    read = read_by_model(card, item)
     codes = item.codes[read]
     order = _by_code(card, codes)
     return codes[order], item.values[read][order], item.ages[read][order]

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from engines.card import ModelCard, load_card
-from engines.inputs import INPUT_NAMES, ModelInput, collate, encode, history_from_events
+from engines.inputs import (
+    INPUT_NAMES,
+    ModelInput,
+    collate,
+    encode,
+    history_from_events,
+    read_by_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +43,7 @@ def test_each_codes_events_lie_between_its_ends_in_their_own_order(card: ModelCa
     for row, item in enumerate(items):
         ends = batch["ends"][row]
         valid = (item.codes > 0) & (item.ages >= 0) & (item.ages <= card.window_years)
+        np.testing.assert_array_equal(read_by_model(card, item), valid)
         start = 0
         for code in range(vocab):
             mine = valid & (item.codes == code)

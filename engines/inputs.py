@@ -135,15 +135,19 @@ def read_by_model(card: ModelCard, item: ModelInput) -> np.ndarray:
     return (item.codes > 0) & (item.ages >= 0.0) & (item.ages <= card.window_years)
 
 
-def _read_by_code(card: ModelCard, item: ModelInput) -> tuple[np.ndarray, ...]:
-    """The events of `item` the model reads, code-major."""
+def by_code(card: ModelCard, item: ModelInput) -> ModelInput:
+    """`item` in collate's order: the events the model reads, code-major, flagged. Done once
+    for inputs scored many times (the validation patients), `collate` then copies them."""
+    if item.code_major:
+        return item
     vocab = len(card.vocabulary)
     if len(item.codes) and not 0 <= item.codes.min() <= item.codes.max() < vocab:
         raise ValueError(f"codes outside the vocabulary of {card.id} (0..{vocab - 1})")
     read = read_by_model(card, item)
     codes = item.codes[read]
     order = _by_code(card, codes)
-    return codes[order], item.values[read][order], item.ages[read][order]
+    return ModelInput(codes[order], item.values[read][order], item.ages[read][order],
+                      item.static, code_major=True)
 
 
 def collate(card: ModelCard, inputs: list[ModelInput],
@@ -155,16 +159,16 @@ def collate(card: ModelCard, inputs: list[ModelInput],
     events stay most recent first."""
     vocab = len(card.vocabulary)
     batch = len(inputs)
-    rows = [(i.codes, i.values, i.ages) if i.code_major else _read_by_code(card, i)
-            for i in inputs]
-    length = max(1, length or 0, max(len(r[0]) for r in rows))
+    rows = [by_code(card, i) for i in inputs]
+    length = max(1, length or 0, max(len(r.codes) for r in rows))
     codes = np.zeros((batch, length), dtype=np.int64)
     values = np.zeros((batch, length), dtype=np.float32)
     ages = np.zeros((batch, length), dtype=np.float32)
     ends = np.zeros((batch, vocab), dtype=np.int64)
     static = np.empty((batch, len(inputs[0].static)), dtype=np.float32)
-    for row, (c, v, a) in enumerate(rows):
-        codes[row, :len(c)], values[row, :len(c)], ages[row, :len(c)] = c, v, a
-        np.cumsum(np.bincount(c, minlength=vocab), out=ends[row])
-        static[row] = inputs[row].static
+    for row, item in enumerate(rows):
+        n = len(item.codes)
+        codes[row, :n], values[row, :n], ages[row, :n] = item.codes, item.values, item.ages
+        np.cumsum(np.bincount(item.codes, minlength=vocab), out=ends[row])
+        static[row] = item.static
     return {"codes": codes, "values": values, "ages": ages, "ends": ends, "static": static}

@@ -14,7 +14,7 @@ import numpy as np
 
 from engines.base import Engine
 from engines.card import ModelCard
-from engines.inputs import ModelInput, collate
+from engines.inputs import ModelInput, by_code, collate
 
 MAX_MEAN_KL = 0.05
 MAX_AUROC_DROP = 0.005
@@ -65,15 +65,17 @@ def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def load_validation(card: ModelCard) -> tuple[list[ModelInput], np.ndarray]:
-    """The card's validation patients (ragged arrays in validation.npz) and their labels."""
+    """The card's validation patients (ragged arrays in validation.npz) and their labels,
+    laid out for the engines once here (the gate scores them with every engine)."""
     # Each NpzFile item access decompresses the array anew: read every array once.
     with np.load(card.path("validation")) as data:
         arrays = {k: data[k] for k in ("lengths", "codes", "values", "ages", "static", "labels")}
     inputs, start = [], 0
     for row, n in enumerate(arrays["lengths"]):
         end = start + int(n)
-        inputs.append(ModelInput(arrays["codes"][start:end], arrays["values"][start:end],
-                                 arrays["ages"][start:end], arrays["static"][row]))
+        inputs.append(by_code(card, ModelInput(
+            arrays["codes"][start:end], arrays["values"][start:end], arrays["ages"][start:end],
+            arrays["static"][row])))
         start = end
     return inputs, arrays["labels"].astype(np.int64)
 

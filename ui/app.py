@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 from app.config import Config
 from ui.bridge import Bridge
+from ui.display import check_display
 from ui.qt import (
     QApplication,
     QByteArray,
@@ -126,8 +127,14 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     from engines.select import select_engine
     from ui.main_window import MainWindow
 
-    qInstallMessageHandler(_route_qt_messages)
     existing = QApplication.instance()
+    if existing is None:
+        # Qt aborts the process when its platform plugin cannot load; say why first.
+        problem = check_display()
+        if problem is not None:
+            print(problem.message(), file=sys.stderr)
+            return 3
+    qInstallMessageHandler(_route_qt_messages)
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Clarion")
     app.setQuitOnLastWindowClosed(False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, or_, select
@@ -21,21 +21,25 @@ from sqlalchemy.orm import Session
 
 from app import logs
 from app.alerts import (
+    DISMISS_WORDS,
     AdoptionLog,
     Alert,
     AlertEventType,
     AlertPolicy,
+    DismissReason,
     alert_detail,
     new_alert_id,
 )
 from app.config import Config
 from app.features import FeatureCache
 from app.ingest import PatientChanged
+from app.patient_view import PatientSummary, age_on, alert_history, trends_of
 from app.scoring import Scorer
 from app.store.models import Patient, PatientIdentifier, utcnow
 from app.store.patients import find_by_identifier
 from engines.card import ModelCard
 from engines.select import Selection
+from integrations.hl7.routing import Routing
 
 OPENING_TRIGGERS = ("A01", "A04", "A02")
 CLOSING_TRIGGERS = ("A03",)
@@ -43,7 +47,7 @@ CLOSING_TRIGGERS = ("A03",)
 
 @dataclass(frozen=True, slots=True)
 class OpenPatient:
-    """A patient open on this workstation."""
+    """A patient open on this workstation: a row of the worklist."""
 
     patient_id: int
     name: str
@@ -51,6 +55,24 @@ class OpenPatient:
     mrn: str
     opened_at: datetime
     source: str  # "adt", "launch", "manual"
+    location: str = ""  # PV1-3 of the ADT that routed them here
+    risk: float | None = None  # the latest score (None: out of scope, or not scored yet)
+    tier: str = ""
+    tier_words: str = ""
+    finding: str = ""  # a rule's finding ("possible undiagnosed diabetes: confirm")
+    status: str = ""  # what became of the latest alert: shown, viewed, suppressed (why) ...
+
+
+# What the worklist says of an alert once the clinician (or the clock) acted on it.
+_STATUS_WORDS = {
+    AlertEventType.DISPLAYED: "shown",
+    AlertEventType.VIEWED: "viewed",
+    AlertEventType.ACKNOWLEDGED: "acknowledged",
+    AlertEventType.DISMISSED: "dismissed",
+    AlertEventType.SNOOZED: "snoozed",
+    AlertEventType.EXPIRED: "expired",
+    AlertEventType.SCREENING_COMPLETED: "screening done",
+}
 
 
 class ClinicService:
@@ -68,6 +90,11 @@ class ClinicService:
         self.policy = AlertPolicy(card, config.alerts, self.log)
         self.model = f"{card.id} {card.version}"
         self._open: dict[int, OpenPatient] = {}
+        # (identifier, authority) of every open patient, read by the listener's thread to
+        # route messages to the fast lane: replaced whole, never changed in place, so
+        # reading it needs no lock.
+        self._open_identifiers: frozenset[tuple[str, str]] = frozenset()
+        self._identifiers: dict[int, tuple[tuple[str, str], ...]] = {}
         self._lock = threading.RLock()
         self.on_alert: list[Callable[[Alert], None]] = []
         self.on_open_changed: list[Callable[[list[OpenPatient]], None]] = []
@@ -81,6 +108,12 @@ class ClinicService:
             return sorted(self._open.values(), key=lambda p: p.opened_at, reverse=True)
 
     def _describe(self, patient_id: int) -> tuple[str, str, str]:
+        name, dob, mrn, _ = self._read_patient(patient_id)
+        return name, dob, mrn
+
+    def _read_patient(self, patient_id: int
+                      ) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+        """Name, date of birth, MRN (with authority), and every identifier."""
         with Session(self.engine) as session:
             patient = session.get(Patient, patient_id)
             if patient is None:
@@ -88,20 +121,52 @@ class ClinicService:
             idents = sorted(patient.identifiers, key=lambda i: (i.type_code != "MR", i.id))
             mrn = f"{idents[0].value} ({idents[0].authority})" if idents else "?"
             name = f"{patient.family_name.upper()}, {patient.given_name}".strip(", ")
-            return name, patient.birth_date.isoformat() if patient.birth_date else "?", mrn
+            return (name, patient.birth_date.isoformat() if patient.birth_date else "?", mrn,
+                    tuple((i.value, i.authority) for i in idents))
+
+    def wants_now(self, routing: Routing) -> bool:
+        """Whether a message belongs in the fast lane: an ADT for this workstation's
+        locations or providers, or any message for a patient open here. Called on the
+        listener's thread for every message: no lock, no database."""
+        ws = self.config.workstation
+        if (routing.unit and routing.unit in ws.locations) or \
+                (ws.providers and set(routing.providers) & set(ws.providers)):
+            return True
+        open_now = self._open_identifiers
+        return any(identifier in open_now for identifier in routing.identifiers)
+
+    def _open_changed(self) -> None:
+        """Tell the listeners (the worklist); call without holding the lock."""
+        with self._lock:
+            listeners = list(self.on_open_changed)
+            self._open_identifiers = frozenset(
+                i for pid in self._open for i in self._identifiers.get(pid, ()))
+        patients = self.open_patients
+        for listener in listeners:
+            listener(patients)
+
+    def _update_open(self, patient_id: int, **changes: object) -> bool:
+        with self._lock:
+            current = self._open.get(patient_id)
+            if current is None:
+                return False
+            self._open[patient_id] = replace(current, **changes)  # type: ignore[arg-type]
+            return True
 
     def open_patient(self, patient_id: int, source: str, now: datetime | None = None,
-                     received_at: datetime | None = None) -> Alert | None:
+                     received_at: datetime | None = None, location: str = "") -> Alert | None:
         """Open (or re-open) a patient and score them now."""
         now = now or utcnow()
-        name, dob, mrn = self._describe(patient_id)
+        name, dob, mrn, identifiers = self._read_patient(patient_id)
         with self._lock:
+            self._identifiers[patient_id] = identifiers
             if patient_id not in self._open:
-                self._open[patient_id] = OpenPatient(patient_id, name, dob, mrn, now, source)
+                self._open[patient_id] = OpenPatient(patient_id, name, dob, mrn, now, source,
+                                                     location)
                 logs.alerts.info("patient %s opened (%s)", patient_id, source)
-            listeners = list(self.on_open_changed)
-        for listener in listeners:
-            listener(self.open_patients)
+            elif location:
+                self._update_open(patient_id, location=location)
+        self._open_changed()
         return self.evaluate(patient_id, now, received_at)
 
     def open_by_identifier(self, mrn: str, authority: str | None, source: str) -> Alert | None:
@@ -117,10 +182,23 @@ class ClinicService:
     def close_patient(self, patient_id: int) -> None:
         with self._lock:
             closed = self._open.pop(patient_id, None) is not None
-            listeners = list(self.on_open_changed)
+            self._identifiers.pop(patient_id, None)
         if closed:
-            for listener in listeners:
-                listener(self.open_patients)
+            self._open_changed()
+
+    def summary(self, patient_id: int, now: datetime | None = None) -> PatientSummary:
+        """What the patient view shows: demographics, current risks with their factors,
+        the trends behind them, and the alert history. Scores without logging anything."""
+        now = now or utcnow()
+        name, dob, mrn, _ = self._read_patient(patient_id)
+        with self._lock:
+            result = self.scorer.score(patient_id, now)
+        features = result.features
+        assert features is not None
+        return PatientSummary(
+            patient_id, name, dob, mrn, features.sex,
+            age_on(features.birth_date, now.date()), tuple(result.scores), result.engine,
+            self.model, trends_of(features), alert_history(self.engine, patient_id))
 
     def search(self, text: str, limit: int = 20) -> list[tuple[int, str, str, str]]:
         """By hand: patients whose name or identifier matches `text`."""
@@ -147,7 +225,8 @@ class ClinicService:
             self.features.invalidate()
         if change.message_type == "ADT" and self._routed_here(change):
             if change.trigger in OPENING_TRIGGERS:
-                self.open_patient(change.patient_id, "adt", received_at=change.received_at)
+                self.open_patient(change.patient_id, "adt", received_at=change.received_at,
+                                  location=change.location)
                 return
             if change.trigger in CLOSING_TRIGGERS:
                 self.close_patient(change.patient_id)
@@ -193,7 +272,14 @@ class ClinicService:
             self.log.record(alert_id, event, patient_id, at=now, model=self.model,
                             label=score.label, risk=score.risk, tier=decision.tier,
                             engine=result.engine, reason=decision.reason, detail=detail)
+            status = "alert raised" if decision.show else \
+                "suppressed: " + decision.reason.split(": ", 1)[-1]
+            changed = self._update_open(patient_id, risk=score.risk, tier=decision.tier,
+                                        tier_words=decision.tier_words,
+                                        finding=score.finding or "", status=status)
             if not decision.show:
+                if changed:
+                    self._open_changed()
                 return None
             name, dob, mrn = self._describe(patient_id)
             alert = Alert(alert_id, patient_id, name, dob, mrn, score, decision.tier,
@@ -201,6 +287,8 @@ class ClinicService:
                           list(decision.recommendations), list(decision.already_done), now,
                           {**detail["latency_ms"]})
             listeners = list(self.on_alert)
+        if changed:
+            self._open_changed()
         for listener in listeners:
             listener(alert)
         return alert
@@ -212,3 +300,11 @@ class ClinicService:
                         model=alert.model, label=alert.score.label, risk=alert.score.risk,
                         tier=alert.tier, engine=alert.engine, reason=reason, comment=comment,
                         detail=detail)
+        words = _STATUS_WORDS.get(event)
+        if words is not None:
+            if event is AlertEventType.DISMISSED and reason:
+                words += f": {DISMISS_WORDS.get(DismissReason(reason), reason).lower()}"
+            elif event is AlertEventType.EXPIRED and reason:
+                words += f" {reason}"
+            if self._update_open(alert.patient_id, status=words):
+                self._open_changed()

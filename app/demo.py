@@ -141,7 +141,8 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
         alerts.append(alert)
 
     clinic.on_alert.append(shown)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed)
+    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                            wants_now=clinic.wants_now)
     server = service.start_in_thread()
     out(f"clarion demo (headless): listening on 127.0.0.1:{server.bound_port}, engine "
         f"{selection.engine.name}, model {card.id} {card.version}")

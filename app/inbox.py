@@ -56,6 +56,7 @@ class _Pending:
     future: Future[Receipt] | None  # for a thread that waits (submit)
     received_at: datetime
     waiter: asyncio.Future[Receipt] | None = None  # for a coroutine (submit_async)
+    patient_key: str = ""  # pseudonym of the first patient, read at receipt
 
 
 class InboxClosed(RuntimeError):
@@ -104,7 +105,8 @@ def _new_row(item: _Pending) -> dict[str, Any]:
         "ack_error_code": error.code if error else "",
         "ack_error_text": error.text if error else "",
         "ack_error_location": error.location if error else "",
-        "attempts": 0, "last_error": "", "patient_key": "", "duplicate_count": 0}
+        "attempts": 0, "last_error": "", "patient_key": item.patient_key[:32],
+        "duplicate_count": 0}
 
 
 def _settle(pairs: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:
@@ -171,7 +173,8 @@ class DurableInbox:
         return future
 
     def submit_async(self, raw: bytes, peer: str, assessment: Assessment,
-                     received_at: datetime | None = None) -> asyncio.Future[Receipt]:
+                     received_at: datetime | None = None, patient_key: str = ""
+                     ) -> asyncio.Future[Receipt]:
         """`submit` for the event loop: an asyncio future, resolved together with the rest
         of its batch (one wake-up of the loop per commit, not one per message)."""
         waiter: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
@@ -179,7 +182,7 @@ class DurableInbox:
             waiter.set_exception(InboxClosed("the inbox is closed"))
             return waiter
         self._queue.put(_Pending(raw, peer, assessment, self._key(raw, assessment), None,
-                                 received_at or utcnow(), waiter))
+                                 received_at or utcnow(), waiter, patient_key))
         return waiter
 
     @staticmethod

@@ -88,14 +88,22 @@ class Processor:
 
     def __init__(self, engine: Engine, config: IngestConfig | None = None,
                  on_change: Callable[[PatientChanged], None] | None = None, *,
-                 wake: Signal | None = None, stop: Signal | None = None) -> None:
+                 wake: Signal | None = None, stop: Signal | None = None,
+                 urgent: bool = False) -> None:
         self._reader = engine
         self._engine = writer(engine)
         self._gate = write_gate(engine)
-        # On PostgreSQL two processors (an old worker not yet gone, a second listener) must
-        # never take the same message: each locks it, and skips it if it is taken.
-        self._load = (_LOAD.with_for_update(skip_locked=True)
-                      if engine.dialect.name == "postgresql" else _LOAD)
+        # The fast lane (`urgent`) takes the write gate as the ACK path does and does not
+        # step aside; the bulk processor gives way to both.
+        self._urgent = urgent
+        # On PostgreSQL two processors (the bulk worker and the fast lane, an old worker not
+        # yet gone, a second listener) must never take the same message: each locks it.
+        # The bulk processor skips a message that is taken (and that patient's later ones,
+        # for order); the fast lane waits for it, so it never overtakes an earlier message.
+        if engine.dialect.name != "postgresql":
+            self._load = _LOAD
+        else:
+            self._load = _LOAD.with_for_update(skip_locked=not urgent)
         self._config = config or IngestConfig()
         self._tz = feed_timezone(self._config.feed_timezone)
         self._on_change = on_change
@@ -162,6 +170,27 @@ class Processor:
             self._parsed.clear()
         return handled
 
+    def process_patient(self, patient_key: str, up_to: int) -> int:
+        """The fast lane: this patient's received messages up to `up_to`, in order, now.
+        Stops before a message that waits for a retry (the bulk processor owns retries),
+        so a later message never overtakes it. Returns how many it handled."""
+        now = utcnow()
+        with self._reader.connect() as conn:
+            due = conn.execute(_PATIENT_DUE, {"key": patient_key, "up_to": up_to}).all()
+        todo: list[int] = []
+        for message_id, next_at in due:
+            if next_at is not None and next_at > now:
+                break
+            todo.append(message_id)
+        handled = 0
+        try:
+            while todo and not self._stop.is_set():
+                handled += self._process_batch(todo, set())
+        finally:
+            self._ahead.clear()
+            self._parsed.clear()
+        return handled
+
     def _process_batch(self, todo: list[int], waiting: set[str]) -> int:
         """Process the next few due messages: parse them first, outside the write lock
         (parsing is half the work), then apply them in one transaction, giving way to the
@@ -199,12 +228,14 @@ class Processor:
                      parsed: dict[int, tuple[ParsedMessage, ...] | str], waiting: set[str],
                      todo: list[int], changes: list[PatientChanged]) -> int:
         handled = 0
-        with self._gate.background(), self._engine.begin() as conn:
+        gate = self._gate.urgent() if self._urgent else self._gate.background()
+        with gate, self._engine.begin() as conn:
             started = time.perf_counter()  # the budget counts from holding the gate
             for position, message_id in enumerate(chunk):
                 # At least one message per turn, whatever the wait for the gate was.
-                if handled and (time.perf_counter() - started > BATCH_BUDGET_S
-                                or self._gate.urgent_waiting()):
+                if handled and not self._urgent and (
+                        time.perf_counter() - started > BATCH_BUDGET_S
+                        or self._gate.urgent_waiting()):
                     todo[:0] = chunk[position:]  # next time: the ACK path goes first
                     break
                 row, content = rows.pop(message_id, None), parsed.pop(message_id, None)
@@ -213,7 +244,11 @@ class Processor:
                 # Still ours? (another processor may have taken it; on PostgreSQL the row
                 # stays locked until we commit)
                 now = conn.execute(self._load, {"message_id": message_id}).first()
-                if now is None or now.status != InboxStatus.RECEIVED.value:
+                if now is None:  # locked by another processor: this patient waits for it
+                    if row.patient_key:
+                        waiting.add(row.patient_key)
+                    continue
+                if now.status != InboxStatus.RECEIVED.value:
                     continue
                 if now.patient_key and now.patient_key in waiting:
                     continue
@@ -296,5 +331,8 @@ _LOAD = select(_INBOX.c.id, _INBOX.c.status, _INBOX.c.patient_key).where(
 _DONE = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(
     status=InboxStatus.PROCESSED.value, processed_at=bindparam("at"),
     attempts=bindparam("attempts"), next_attempt_at=None, patient_key=bindparam("key"))
+_PATIENT_DUE = select(_INBOX.c.id, _INBOX.c.next_attempt_at).where(
+    _INBOX.c.patient_key == bindparam("key"), _INBOX.c.status == InboxStatus.RECEIVED.value,
+    _INBOX.c.id <= bindparam("up_to")).order_by(_INBOX.c.id)
 _KEYED = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(
     patient_key=bindparam("key"))

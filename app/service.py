@@ -14,12 +14,14 @@ from sqlalchemy import Engine
 
 from app import logs
 from app.config import Config
+from app.fastlane import FastLane
 from app.inbox import DurableInbox
 from app.ingest import PatientChanged, Processor, unprocessed
-from app.store.models import utcnow
+from app.store.models import InboxStatus, utcnow
 from app.worker import WorkerProcess
 from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import Assessment, assess
+from integrations.hl7.routing import Routing, read_routing
 from integrations.mllp import ListenerThread, MllpServer, ServerLimits
 
 
@@ -41,9 +43,15 @@ class IngestService:
     """Receives, stores, acknowledges and processes HL7 messages."""
 
     def __init__(self, config: Config, engine: Engine,
-                 on_change: Callable[[PatientChanged], None] | None = None) -> None:
+                 on_change: Callable[[PatientChanged], None] | None = None,
+                 wants_now: Callable[[Routing], bool] | None = None) -> None:
+        """`wants_now`: whether a message belongs in the fast lane (a patient open here,
+        an ADT for this workstation's locations); asked at receipt, on the listener's
+        thread, so it must be quick and never block."""
         self.config = config
         self.engine = engine
+        self._wants_now = wants_now
+        self.fast_lane = FastLane(engine, config.ingest, on_change) if wants_now else None
         self.processor: Processor | WorkerProcess
         if config.ingest.worker == "process" and not _in_memory(engine):
             self.processor = WorkerProcess(engine, config.ingest, on_change)
@@ -59,9 +67,18 @@ class IngestService:
         arrived = utcnow()
         assessment = assess(raw, self._processing_ids)
         duplicate = False
+        key, urgent = "", False
+        if assessment.used and assessment.header is not None:
+            routing = read_routing(assessment.header)
+            if routing.identifiers:
+                key = logs.pseudonym(*routing.identifiers[0])
+                urgent = self._wants_now is not None and self._wants_now(routing)
         try:
-            receipt = await self.inbox.submit_async(raw, peer, assessment, arrived)
+            receipt = await self.inbox.submit_async(raw, peer, assessment, arrived, key)
             outcome, errors, duplicate = receipt.outcome, receipt.errors, receipt.duplicate
+            if urgent and self.fast_lane is not None and not duplicate and \
+                    receipt.status is InboxStatus.RECEIVED:
+                self.fast_lane.submit(receipt.message_id, key)
         except Exception as exc:  # not stored: say so, so the sender keeps it and resends
             logs.listener.error("control id %r from %s NOT stored (%s); answering reject",
                                 assessment.control_id, peer, type(exc).__name__)
@@ -91,7 +108,8 @@ class IngestService:
         reached `on_change` (the demo and tests use this). False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not unprocessed(self.engine) and self.processor.settled():
+            if not unprocessed(self.engine) and self.processor.settled() and \
+                    (self.fast_lane is None or self.fast_lane.settled()):
                 return True
             time.sleep(0.02)
         return False
@@ -108,10 +126,14 @@ class IngestService:
 
     def start_workers(self) -> None:
         self.inbox.start()
+        if self.fast_lane is not None:
+            self.fast_lane.start()
         self.processor.start()
 
     def stop_workers(self) -> None:
         self.inbox.stop()
+        if self.fast_lane is not None:
+            self.fast_lane.stop()
         self.processor.stop()
 
     def start_in_thread(self) -> MllpServer:

@@ -69,7 +69,8 @@ def main() -> None:
     clinic = ClinicService(config, engine, card, selection)
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed)
+    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                            wants_now=clinic.wants_now)
     started = time.monotonic()
     server = service.start_in_thread()
     window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")

@@ -22,12 +22,9 @@ from ui.display import check_display
 from ui.qt import (
     QApplication,
     QByteArray,
-    QColor,
-    QIcon,
     QLocalServer,
     QLocalSocket,
     QMenu,
-    QPixmap,
     QSystemTrayIcon,
     qInstallMessageHandler,
 )
@@ -112,12 +109,6 @@ def _route_qt_messages(mode: Any, context: Any, message: str) -> None:
     qt_log.warning("Qt: %s", message)
 
 
-def tray_icon() -> QIcon:
-    pixmap = QPixmap(32, 32)
-    pixmap.fill(QColor("#b00020"))
-    return QIcon(pixmap)
-
-
 def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa: C901
     """Start the app (or hand `args` to the running one). Returns the exit code."""
     from app.clinic import ClinicService
@@ -125,7 +116,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     from app.store.db import open_store
     from engines.card import load_card
     from engines.select import select_engine
-    from ui.main_window import MainWindow
+    from ui.main_window import WARN, MainWindow, status_icon
 
     existing = QApplication.instance()
     if existing is None:
@@ -151,7 +142,8 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed)
+    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                            wants_now=clinic.wants_now)
     try:
         server = service.start_in_thread()
     except OSError as exc:
@@ -162,7 +154,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     listening = f"{config.listener.host}:{server.bound_port}"
     tray = None
     if QSystemTrayIcon.isSystemTrayAvailable():
-        tray = QSystemTrayIcon(tray_icon())
+        tray = QSystemTrayIcon(status_icon(WARN))
         menu = QMenu()
         tray.setContextMenu(menu)
         tray.setToolTip(f"Clarion — listening on {listening}")

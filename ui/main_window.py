@@ -1,31 +1,48 @@
-"""The small main window: today's patients, recent alerts, feed and engine status."""
+"""The main window: today's worklist, the selected patient, recent alerts, status.
+
+- The worklist is a sortable table (name, date of birth, MRN with authority, location,
+  arrival, latest risk and tier in colour, icon and words, what became of the alert).
+- Selecting a patient shows the patient view (risk and factors, trends, alert history).
+- Find any stored patient by name or MRN; Enter opens them here.
+- Recent alerts, as a table, with what became of each.
+- The status bar and the tray icon say at a glance whether the feed is up (the age of the
+  last message), which engine scores, and any problem.
+- Alerts go through the banner queue: one banner at a time.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.alerts import Alert, AlertEventType
+from app.alerts import DISMISS_WORDS, Alert, AlertEventType, DismissReason
 from app.clinic import ClinicService, OpenPatient
-from ui.banner import Banner
+from ui.banner import TIER_STYLE, Banner
+from ui.banner_queue import BannerQueue
 from ui.bridge import Bridge
+from ui.patient_view import PatientView
 from ui.qt import (
     QApplication,
+    QColor,
     QGuiApplication,
-    QHBoxLayout,
+    QIcon,
     QKeySequence,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
+    QPainter,
+    QPixmap,
     QShortcut,
     QSplitter,
     QSystemTrayIcon,
-    Qt,
     QTimer,
     QVBoxLayout,
     QWidget,
 )
+from ui.tables import Column, RowsModel, row_at, selected_row, table_view
+
+FEED_QUIET_S = 15 * 60  # no message for this long: the feed may be down; say so
+OK, WARN, BAD = "#2e7d32", "#b35c00", "#b00020"
 
 
 def toast_mode() -> bool:
@@ -34,8 +51,72 @@ def toast_mode() -> bool:
     return QGuiApplication.platformName().startswith("wayland")
 
 
+def risk_words(risk: float | None, tier: str, tier_words: str, finding: str = "") -> str:
+    """Colour is never alone: icon, words and the figure."""
+    if risk is None and not finding:
+        return "—"
+    icon = TIER_STYLE.get(tier, TIER_STYLE["not-applicable"])[1]
+    figure = f" {risk:.0%}" if risk is not None else ""
+    return f"{icon} {tier_words or tier}{figure}" + (" · finding" if finding else "")
+
+
+def tier_colour(tier: str) -> str | None:
+    return TIER_STYLE[tier][0] if tier in TIER_STYLE else None
+
+
+@dataclass
+class AlertRow:
+    """A recent alert and what became of it."""
+
+    alert: Alert
+    status: str = "waiting"
+
+
+WORKLIST_COLUMNS: list[Column[OpenPatient]] = [
+    Column("Name", lambda p: p.name),
+    Column("Born", lambda p: p.birth_date),
+    Column("MRN", lambda p: p.mrn),
+    Column("Location", lambda p: p.location.replace("^", " ") or p.source),
+    Column("Arrival", lambda p: f"{p.opened_at.astimezone():%H:%M}", sort=lambda p: p.opened_at),
+    Column("Risk", lambda p: risk_words(p.risk, p.tier, p.tier_words, p.finding),
+           sort=lambda p: (p.risk if p.risk is not None else -1.0),
+           colour=lambda p: tier_colour(p.tier), tooltip=lambda p: p.finding),
+    Column("Alert", lambda p: p.status or "—", tooltip=lambda p: p.status),
+]
+ALERT_COLUMNS: list[Column[AlertRow]] = [
+    Column("Time", lambda r: f"{r.alert.generated_at.astimezone():%H:%M:%S}",
+           sort=lambda r: r.alert.generated_at),
+    Column("Patient", lambda r: r.alert.patient_name),
+    Column("Risk", lambda r: risk_words(r.alert.score.risk, r.alert.tier, r.alert.tier_words,
+                                        r.alert.score.finding),
+           sort=lambda r: r.alert.score.risk, colour=lambda r: tier_colour(r.alert.tier),
+           tooltip=lambda r: r.alert.headline),
+    Column("Status", lambda r: r.status),
+]
+SEARCH_COLUMNS: list[Column[tuple[int, str, str, str]]] = [
+    Column("Name", lambda r: r[1]), Column("Born", lambda r: r[2]), Column("MRN", lambda r: r[3]),
+]
+STATUS_OF_EVENT = {AlertEventType.DISPLAYED: "shown", AlertEventType.VIEWED: "viewed",
+                   AlertEventType.ACKNOWLEDGED: "acknowledged",
+                   AlertEventType.DISMISSED: "dismissed", AlertEventType.SNOOZED: "snoozed",
+                   AlertEventType.EXPIRED: "expired"}
+RECENT_ALERTS = 200
+
+
+def status_icon(colour: str) -> QIcon:
+    pixmap = QPixmap(32, 32)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(colour))
+    painter.setPen(QColor("#ffffff"))
+    painter.drawEllipse(2, 2, 28, 28)
+    painter.end()
+    return QIcon(pixmap)
+
+
 class MainWindow(QMainWindow):
-    """Today's patients (open here), search by name or MRN, recent alerts, status."""
+    """Worklist, patient view, recent alerts, status; owns the banner and its queue."""
 
     def __init__(self, clinic: ClinicService, bridge: Bridge, listening: str,
                  tray: QSystemTrayIcon | None = None) -> None:
@@ -43,141 +124,237 @@ class MainWindow(QMainWindow):
         self.clinic = clinic
         self.tray = tray
         self.listening = listening
-        self.banners: list[Banner] = []
+        self.problem = ""
         self.setWindowTitle("Clarion")
         self.setAccessibleName("Clarion main window")
-        self.resize(760, 460)
+        self.resize(1280, 780)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
-        left_layout.addWidget(QLabel("<b>Today's patients</b>"))
-        self.patients = QListWidget()
-        self.patients.setAccessibleName("Today's patients")
-        left_layout.addWidget(self.patients)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Find a patient by name or MRN, then Enter")
+        self.search.setPlaceholderText("Find a patient by name or MRN, then Enter  (Ctrl+F)")
         self.search.setAccessibleName("Find patient")
+        self.search.setClearButtonEnabled(True)
         left_layout.addWidget(self.search)
-        self.results = QListWidget()
-        self.results.setAccessibleName("Search results; Enter opens the patient")
+        self.results_model: RowsModel[tuple[int, str, str, str]] = RowsModel(SEARCH_COLUMNS,
+                                                                             self)
+        self.results = table_view(self.results_model, "Search results; Enter opens the patient",
+                                  stretch=(0,))
+        self.results.setVisible(False)
+        self.results.setMaximumHeight(160)
         left_layout.addWidget(self.results)
+        self.patients_title = QLabel("<b>Today's patients</b>")
+        left_layout.addWidget(self.patients_title)
+        self.worklist_model: RowsModel[OpenPatient] = RowsModel(WORKLIST_COLUMNS, self)
+        self.worklist = table_view(self.worklist_model, "Today's patients", sort_column=4,
+                                   stretch=(0, 6))
+        left_layout.addWidget(self.worklist, 3)
+        left_layout.addWidget(QLabel("<b>Recent alerts</b>"))
+        self.alerts_model: RowsModel[AlertRow] = RowsModel(ALERT_COLUMNS, self)
+        self.alerts = table_view(self.alerts_model, "Recent alerts", sort_column=0,
+                                 stretch=(1, 3))
+        left_layout.addWidget(self.alerts, 2)
 
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addWidget(QLabel("<b>Recent alerts</b>"))
-        self.alerts = QListWidget()
-        self.alerts.setAccessibleName("Recent alerts")
-        right_layout.addWidget(self.alerts)
-        self.toast_area = QVBoxLayout()
-        right_layout.addLayout(self.toast_area)
-
+        self.patient_view = PatientView()
         splitter = QSplitter()
         splitter.addWidget(left)
-        splitter.addWidget(right)
+        splitter.addWidget(self.patient_view)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([760, 520])
         central = QWidget()
-        layout = QHBoxLayout(central)
-        layout.addWidget(splitter)
+        layout = QVBoxLayout(central)
+        layout.addWidget(splitter, 1)
+        self.toast_area = QVBoxLayout()
+        layout.addLayout(self.toast_area)
         self.setCentralWidget(central)
 
         self.feed_label = QLabel()
         self.feed_label.setAccessibleName("Feed status")
-        self.engine_label = QLabel(self._engine_text())
+        self.engine_label = QLabel()
         self.engine_label.setAccessibleName("Engine status")
-        self.statusBar().addWidget(self.feed_label, 1)
+        self.problem_label = QLabel()
+        self.problem_label.setAccessibleName("Problem")
+        self.problem_label.setStyleSheet(f"color: {BAD}")
+        self.statusBar().addWidget(self.feed_label)
+        self.statusBar().addWidget(self.problem_label, 1)
         self.statusBar().addPermanentWidget(self.engine_label)
+        self._engine_status()
+
+        toast = toast_mode()
+        # A child of the window even as a top-level (a tool window): it goes with it.
+        self.banner = Banner(self._record, clinic.config.alerts.dwell_view_s, parent=self,
+                             top_level=not toast)
+        if toast:
+            self.toast_area.addWidget(self.banner)
+        self.banner.hide()
+        self.queue = BannerQueue(self.banner, self._record, clinic.config.alerts.expire_after_s,
+                                 place=None if toast else Banner.place_top_right)
+        self.banner.painted.connect(self._painted)
+        self.recent: list[AlertRow] = []
 
         bridge.alert.connect(self.show_alert)
         bridge.open_patients.connect(self.refresh_patients)
+        bridge.problem.connect(self.show_problem)
         self.search.returnPressed.connect(self.run_search)
-        self.results.itemActivated.connect(self.open_result)
+        self.results.activated.connect(lambda _index: self.open_result())
+        self.worklist.selectionModel().currentRowChanged.connect(
+            lambda *_: self.show_selected())
+        self.alerts.activated.connect(lambda _index: self._select_alert_patient())
         QShortcut(QKeySequence("Ctrl+Shift+B"), self, self.focus_banner)
+        QShortcut(QKeySequence("Ctrl+F"), self, self.search.setFocus)
+        self._view_refresh = QTimer(self, singleShot=True, interval=300)
+        self._view_refresh.timeout.connect(self.show_selected)
         self._status_timer = QTimer(self, interval=1000)
         self._status_timer.timeout.connect(self.refresh_status)
         self._status_timer.start()
         self.refresh_status()
 
-    def _engine_text(self) -> str:
+    # -- status -------------------------------------------------------------------------
+    def _engine_status(self) -> None:
         selection = self.clinic.selection
-        others = [f"{c.name}: {c.reason.split(':')[0]}" for c in selection.candidates
-                  if not c.usable]
-        return f"Engine {selection.summary()}" + (f" — not used: {'; '.join(others)}"
-                                                    if others else "")
+        others = [f"{c.name}: {c.reason}" for c in selection.candidates if not c.usable]
+        self.engine_label.setText(f"Engine {selection.summary()}")
+        self.engine_label.setToolTip("\n".join(["Not used:"] + others) if others else
+                                     "Every available engine considered")
+
+    def feed_state(self, now: datetime | None = None) -> tuple[str, str]:
+        """(colour, words) for the feed: up with recent messages, quiet, or a problem."""
+        now = now or datetime.now(UTC)
+        last = self.clinic.last_message_at
+        if self.problem:
+            return BAD, f"Problem: {self.problem}"
+        if last is None:
+            return WARN, f"Listening on {self.listening} · no message yet"
+        age = max((now - last).total_seconds(), 0.0)
+        words = (f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200
+                 else f"{age / 3600:.0f} h")
+        colour = OK if age < FEED_QUIET_S else WARN
+        state = "Feed up" if colour == OK else "Feed quiet"
+        return colour, (f"{state} · {self.listening} · last message {words} ago · "
+                        f"{self.clinic.messages_seen} processed")
 
     def refresh_status(self) -> None:
-        last = self.clinic.last_message_at
-        when = last.astimezone().strftime("%H:%M:%S") if last else "none yet"
-        self.feed_label.setText(f"Listening on {self.listening} · last message {when} · "
-                                f"{self.clinic.messages_seen} processed")
+        colour, words = self.feed_state()
+        self.feed_label.setText(f"<span style='color:{colour}'>●</span> {words}")
+        self.feed_label.setToolTip(words)
+        if self.tray is not None:
+            self.tray.setIcon(status_icon(colour))
+            self.tray.setToolTip(f"Clarion — {words}\nEngine {self.clinic.selection.summary()}")
 
+    def show_problem(self, text: str) -> None:
+        """Something the user should know (a sentence); shown until the next one."""
+        self.problem = text
+        self.problem_label.setText(text)
+        self.problem_label.setToolTip(text)
+        self.refresh_status()
+
+    # -- the worklist and the patient view ----------------------------------------------
     def refresh_patients(self, patients: list[OpenPatient]) -> None:
-        self.patients.clear()
-        for p in patients:
-            item = QListWidgetItem(f"{p.name}  ·  born {p.birth_date}  ·  MRN {p.mrn}  "
-                                   f"({p.source} {p.opened_at.astimezone():%H:%M})")
-            item.setData(Qt.ItemDataRole.UserRole, p.patient_id)
-            self.patients.addItem(item)
+        selected = selected_row(self.worklist)
+        self.worklist_model.set_rows(patients)
+        self.patients_title.setText(f"<b>Today's patients</b> ({len(patients)})")
+        if selected is None:
+            return
+        for row in range(self.worklist.model().rowCount()):
+            index = self.worklist.model().index(row, 0)
+            patient = row_at(self.worklist, row)
+            if patient is not None and patient.patient_id == selected.patient_id:
+                self.worklist.setCurrentIndex(index)
+                if patient != selected:  # its risk or alert changed: show the news, once
+                    self._view_refresh.start()  # the events of one banner come together
+                return
+        self.patient_view.show_nothing()
+
+    def show_selected(self) -> None:
+        patient = selected_row(self.worklist)
+        if patient is None:
+            self.patient_view.show_nothing()
+        else:
+            self.show_patient(patient.patient_id)
+
+    def show_patient(self, patient_id: int) -> None:
+        try:
+            self.patient_view.show_summary(self.clinic.summary(patient_id))
+        except KeyError as exc:  # merged away meanwhile
+            self.show_problem(f"patient no longer on record ({exc})")
+            self.patient_view.show_nothing()
 
     def run_search(self) -> None:
-        self.results.clear()
-        for patient_id, name, dob, mrn in self.clinic.search(self.search.text()):
-            item = QListWidgetItem(f"{name} · born {dob} · MRN {mrn}")
-            item.setData(Qt.ItemDataRole.UserRole, patient_id)
-            self.results.addItem(item)
+        found = self.clinic.search(self.search.text())
+        self.results_model.set_rows(found)
+        self.results.setVisible(bool(found))
+        if found:
+            self.results.setCurrentIndex(self.results.model().index(0, 0))
+            self.results.setFocus()
+        else:
+            self.statusBar().showMessage(f"No patient matches {self.search.text()!r}", 5000)
 
-    def open_result(self, item: QListWidgetItem) -> None:
-        self.clinic.open_patient(int(item.data(Qt.ItemDataRole.UserRole)), "manual")
+    def open_result(self) -> None:
+        found = selected_row(self.results)
+        if found is not None:
+            self.clinic.open_patient(int(found[0]), "manual")
+            self.select_patient(int(found[0]))
+
+    def select_patient(self, patient_id: int) -> None:
+        for row in range(self.worklist.model().rowCount()):
+            patient = row_at(self.worklist, row)
+            if patient is not None and patient.patient_id == patient_id:
+                self.worklist.setCurrentIndex(self.worklist.model().index(row, 0))
+                return
+
+    def _select_alert_patient(self) -> None:
+        row = selected_row(self.alerts)
+        if row is not None:
+            self.select_patient(row.alert.patient_id)
 
     # -- banners ------------------------------------------------------------------------
-    def show_alert(self, alert: Alert) -> Banner:
-        config = self.clinic.config.alerts
-        toast = toast_mode()
-        banner = Banner(alert, self._record, config.expire_after_s, config.dwell_view_s,
-                        parent=None if not toast else self, top_level=not toast)
-        banner.painted.connect(self._painted)
-        banner.finished.connect(self._finished)
-        self.banners.append(banner)
-        self.alerts.insertItem(0, f"{alert.generated_at.astimezone():%H:%M} "
-                                  f"{alert.patient_name}: {alert.headline}")
-        if toast:
-            self.toast_area.addWidget(banner)
-            if self.tray is not None:
-                self.tray.showMessage("Clarion", f"{alert.patient_name}: {alert.headline}",
-                                      QSystemTrayIcon.MessageIcon.Warning, 10000)
-        else:
-            banner.place_top_right()
-        banner.show()
-        return banner
+    def show_alert(self, alert: Alert) -> None:
+        """A new alert: into the queue (on screen at once if none is), and the list."""
+        self.recent.insert(0, AlertRow(alert))
+        del self.recent[RECENT_ALERTS:]
+        self.alerts_model.set_rows(self.recent)
+        self.queue.add(alert)
+        if toast_mode() and self.tray is not None:
+            self.tray.showMessage("Clarion", f"{alert.patient_name}: {alert.headline}",
+                                  QSystemTrayIcon.MessageIcon.Warning, 10000)
 
     def _record(self, alert: Alert, event: AlertEventType, reason: str, comment: str,
                 detail: dict[str, object]) -> None:
         self.clinic.record(alert, event, reason=reason, comment=comment, detail=detail)
+        status = STATUS_OF_EVENT.get(event)
+        if status is None:
+            return
+        if event is AlertEventType.DISMISSED and reason:
+            status += f": {DISMISS_WORDS.get(DismissReason(reason), reason).lower()}"
+        elif event is AlertEventType.EXPIRED and reason:
+            status += f" {reason}"
+        for row in self.recent:
+            if row.alert.alert_id == alert.alert_id:
+                if row.status.split(":")[0] in ("waiting", "shown", "viewed"):
+                    row.status = status
+                    self.alerts_model.dataChanged.emit(
+                        self.alerts_model.index(0, 0),
+                        self.alerts_model.index(len(self.recent) - 1, len(ALERT_COLUMNS) - 1))
+                break
 
     def _painted(self, alert: Alert, painted_at: datetime) -> None:
-        self.clinic.record(alert, AlertEventType.DISPLAYED,
-                           detail={"latency_ms": alert.latency_at(painted_at)})
-
-    def _finished(self, banner: Banner) -> None:
-        if banner in self.banners:
-            self.banners.remove(banner)
-        banner.deleteLater()
+        self._record(alert, AlertEventType.DISPLAYED, "",
+                     "", {"latency_ms": alert.latency_at(painted_at)})
 
     def focus_banner(self) -> None:
-        """Keyboard users reach the newest banner with Ctrl+Shift+B."""
-        if self.banners:
-            banner = self.banners[-1]
-            banner.activateWindow()
-            banner.details_button.setFocus()
+        """Keyboard users reach the banner with Ctrl+Shift+B."""
+        if self.banner.isVisible():
+            self.banner.activateWindow()
+            self.banner.details_button.setFocus()
 
     def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt's name
         if self.tray is not None and self.tray.isVisible():
             self.hide()  # keep listening in the tray
             event.ignore()  # type: ignore[attr-defined]
             return
-        for banner in list(self.banners):
-            banner.close()
+        self.queue.clear()
+        self.banner.close()
         super().closeEvent(event)  # type: ignore[arg-type]
         QApplication.instance().quit()  # type: ignore[union-attr]
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

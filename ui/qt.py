@@ -1,11 +1,20 @@
-"""The one import point for Qt: every ui module imports Qt from here, never from PySide6."""
+"""The one import point for Qt: every ui module imports Qt from here, never from PySide6.
+matplotlib's Qt canvas too, told to use PySide6 before it looks for a binding."""
 
-from PySide6.QtCore import (  # noqa: F401
+import os
+
+os.environ.setdefault("QT_API", "PySide6")
+
+from PySide6.QtCore import (  # noqa: E402, F401
+    QAbstractTableModel,
     QByteArray,
     QEvent,
+    QModelIndex,
     QObject,
+    QPersistentModelIndex,
     QPoint,
     QSize,
+    QSortFilterProxyModel,
     Qt,
     QTimer,
     QUrl,
@@ -13,7 +22,7 @@ from PySide6.QtCore import (  # noqa: F401
     Slot,
     qInstallMessageHandler,
 )
-from PySide6.QtGui import (  # noqa: F401
+from PySide6.QtGui import (  # noqa: E402, F401
     QAccessible,
     QAccessibleEvent,
     QAction,
@@ -26,22 +35,37 @@ from PySide6.QtGui import (  # noqa: F401
     QPixmap,
     QShortcut,
 )
-from PySide6.QtNetwork import QLocalServer, QLocalSocket  # noqa: F401
-from PySide6.QtWidgets import (  # noqa: F401
+from PySide6.QtNetwork import QLocalServer, QLocalSocket  # noqa: E402, F401
+from PySide6.QtWidgets import (  # noqa: E402, F401
+    QAbstractItemView,
     QApplication,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
+    QLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMenu,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSplitter,
     QStatusBar,
     QSystemTrayIcon,
+    QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+
+def figure_canvas(figure: object) -> "QWidget":
+    """matplotlib's Qt canvas for a Figure (imported on first use: matplotlib is slow
+    to import and the banner path never needs it)."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+
+    return FigureCanvasQTAgg(figure)  # type: ignore[no-any-return]

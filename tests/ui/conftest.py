@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'clarion.db'}"
 
 
-@pytest.fixture
-def running(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, MainWindow, int]]:
+@contextmanager
+def running_app(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, MainWindow, int]]:
+    """The app as `ui.app.run_app` builds it, on the test's store and an ephemeral port,
+    routed to unit ER, with the fast lane."""
     config.workstation.locations = ["ER"]
     config.workstation.clinician = "dr.test"
     engine = open_store(config.database_url)
@@ -56,14 +59,20 @@ def running(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, MainWin
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed)
+    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                            wants_now=clinic.wants_now)
     server = service.start_in_thread()
     window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
     qtbot.addWidget(window)
     try:
         yield clinic, window, server.bound_port
     finally:
-        for banner in list(window.banners):
-            banner.close()
+        window.queue.clear()
         service.stop()
         engine.dispose()
+
+
+@pytest.fixture
+def running(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, MainWindow, int]]:
+    with running_app(config, qtbot) as app:
+        yield app

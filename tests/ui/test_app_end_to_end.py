@@ -20,6 +20,7 @@ from app.config import Config
 from app.store.models import AlertEvent
 from integrations.mllp import MllpClient
 from tests.app.helpers import ack_fields, hl7_message
+from tests.ui.conftest import running_app
 from ui.main_window import MainWindow
 
 PID = "PID|1||{mrn}^^^H^MR||Quixote^Alonso||19620101|F||2029-7^Asian Indian^CDCREC"
@@ -70,10 +71,11 @@ def test_result_for_open_patient_raises_a_banner_and_every_step_is_logged(
     send(port, *history("E2E1"))
     # Arrival at the ER opens the patient (ADT routing) and scores at once.
     send(port, adt("A04", "E2E1", "ER", 1))
-    qtbot.waitUntil(lambda: window.patients.count() == 1, timeout=10000)
-    qtbot.waitUntil(lambda: len(window.banners) == 1, timeout=10000)
-    banner = window.banners[0]
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
+    banner = window.banner
     alert = banner.alert
+    assert alert is not None
     assert "QUIXOTE, Alonso" in banner.accessibleDescription()
     # The risk on the banner is the risk the scorer gives this patient.
     expected = clinic.scorer.score(alert.patient_id, alert.generated_at).scores[0]
@@ -100,7 +102,7 @@ def test_result_for_open_patient_raises_a_banner_and_every_step_is_logged(
     send(port, oru("E2E1", 3, "20260601090000+0000", "2345-7^Glucose^LN||118|mg/dL"))
     qtbot.waitUntil(lambda: any(e == "suppressed" and r.startswith("recently-shown")
                                 for e, r in events(clinic)), timeout=10000)
-    assert len(window.banners) == 0
+    assert len(window.queue) == 0
     # The recommended HbA1c comes back: the loop is closed in the log.
     send(port, oru("E2E1", 4, "20260601100000+0000", "4548-4^HbA1c^LN||6.3|%"))
     qtbot.waitUntil(lambda: ("screening_completed", "result received: 4548-4")
@@ -121,11 +123,11 @@ def test_already_screened_lowers_the_tier_and_drops_the_test(
     [(event, reason)] = [x for x in events(clinic) if x[0] in ("generated", "suppressed")]
     # HbA1c resulted 12 days ago: no HbA1c recommended, tier one lower than the risk's.
     if event == "generated":
-        qtbot.waitUntil(lambda: len(window.banners) == 1)
-        alert = window.banners[0].alert
+        qtbot.waitUntil(lambda: window.queue.current is not None)
+        alert = window.queue.current
         assert "hba1c" not in [r.key for r in alert.recommendations]
         assert "already screened: HbA1c resulted" in reason
-        window.banners[0].acknowledge()
+        window.banner.acknowledge()
     else:
         assert reason.startswith("already-screened")
 
@@ -135,18 +137,18 @@ def test_adt_routing_opens_and_closes(running: tuple[ClinicService, MainWindow, 
     clinic, window, port = running
     send(port, adt("A04", "R1", "CLINIC", 1))  # not this workstation's unit
     send(port, adt("A04", "R2", "ER", 1))
-    qtbot.waitUntil(lambda: window.patients.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 1, timeout=10000)
     assert [p.mrn for p in clinic.open_patients] == ["R2 (H)"]
     send(port, adt("A03", "R2", "ER", 2))
-    qtbot.waitUntil(lambda: window.patients.count() == 0, timeout=10000)
-    # By hand: search by MRN and open.
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 0, timeout=10000)
+    # By hand: search by MRN and open. (R1 went to the processing worker, R2 through the
+    # fast lane: R1 may be stored after R2.)
     window.search.setText("R1")
-    window.run_search()
-    assert window.results.count() == 1
-    window.open_result(window.results.item(0))
-    qtbot.waitUntil(lambda: window.patients.count() == 1)
-    for banner in list(window.banners):
-        banner.acknowledge()
+    qtbot.waitUntil(lambda: (window.run_search(), window.results_model.rowCount())[1] == 1,
+                    timeout=10000)
+    window.open_result()
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 1)
+    window.queue.clear()
 
 
 def test_second_start_hands_over_to_the_running_instance(
@@ -171,29 +173,29 @@ def test_second_start_hands_over_to_the_running_instance(
     child = subprocess.Popen([sys.executable, "-c", code, "clarion://open?mrn=LAUNCH1&authority=H"])
     qtbot.waitUntil(lambda: child.poll() is not None, timeout=15000)
     assert child.returncode == 0
-    qtbot.waitUntil(lambda: window.patients.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 1, timeout=10000)
     assert requests == [{"mrn": "LAUNCH1", "authority": "H"}]
     assert clinic.open_patients[0].source == "launch"
     server.server.close()
-    for banner in list(window.banners):
-        banner.acknowledge()
+    window.queue.clear()
 
 
-def test_wayland_gets_an_in_window_toast(running: tuple[ClinicService, MainWindow, int],
-                                         qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wayland_gets_an_in_window_toast(config: Config, qtbot: Any,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """On Wayland a client cannot place or raise its own window: the banner goes into the
     main window instead (and to the tray, where there is one)."""
     import ui.main_window
 
-    clinic, window, port = running
     monkeypatch.setattr(ui.main_window, "toast_mode", lambda: True)
-    send(port, *history("WL1"))
-    send(port, adt("A04", "WL1", "ER", 1))
-    qtbot.waitUntil(lambda: len(window.banners) == 1, timeout=10000)
-    banner = window.banners[0]
-    assert banner.window() is window and not banner.isWindow()  # inside the main window
-    banner.acknowledge()
-    assert ("acknowledged", "") in events(clinic, banner.alert.alert_id)
+    with running_app(config, qtbot) as (clinic, window, port):
+        send(port, *history("WL1"))
+        send(port, adt("A04", "WL1", "ER", 1))
+        qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
+        banner = window.banner
+        alert = banner.alert
+        assert banner.window() is window and not banner.isWindow()  # inside the main window
+        banner.acknowledge()
+        assert ("acknowledged", "") in events(clinic, alert.alert_id)
 
 
 def test_app_without_a_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch,

@@ -1,0 +1,69 @@
+"""Charts as functions of data (no Qt): a matplotlib `Figure` built from figures the core
+computed, shown in the patient view (`FigureCanvasQTAgg`) and reusable in a PDF report.
+
+Only `matplotlib.figure.Figure` is used — no pyplot, so no global state and no GUI
+backend is chosen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from app.patient_view import TRENDS, TrendSpec
+
+Series = Sequence[tuple[datetime, float]]
+
+
+def trend_figure(values: Mapping[str, Series], specs: Sequence[TrendSpec] = TRENDS,
+                 width_in: float = 6.4, height_in: float = 5.6) -> Figure:
+    """One small panel per trend, the ranges shaded and the thresholds drawn; a panel
+    with no values says so instead of drawing empty axes."""
+    figure = Figure(figsize=(width_in, height_in), layout="constrained")
+    axes = figure.subplots(len(specs), 1, squeeze=False, sharex=True)[:, 0]
+    dates = [when for spec in specs for name, _ in spec.series
+             for when, _ in values.get(name, ())]
+    # One time axis for every panel, a little wider than the results (a single visit
+    # still gets a readable axis).
+    span = (min(dates) - timedelta(days=90), max(dates) + timedelta(days=90)) if dates \
+        else None
+    for ax, spec in zip(axes, specs, strict=True):
+        shown = [(label, sorted(values.get(name, ()))) for name, label in spec.series]
+        points = [v for _, series in shown for _, v in series]
+        ax.set_title(f"{spec.title} ({spec.unit})", fontsize=9, loc="left")
+        ax.tick_params(labelsize=8)
+        if not points:
+            ax.text(0.5, 0.5, "no results on record", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="#555555")
+            ax.set_yticks([])
+            continue
+        low = min(points + [t for t, _ in spec.thresholds])
+        high = max(points + [t for t, _ in spec.thresholds])
+        pad = (high - low) * 0.15 or 1.0
+        bottom, top = low - pad, high + pad
+        for band in spec.bands:
+            ax.axhspan(band.low if band.low is not None else bottom,
+                       band.high if band.high is not None else top,
+                       color=band.colour, zorder=0, linewidth=0)
+        for value, label in spec.thresholds:
+            ax.axhline(value, color="#b00020", linestyle="--", linewidth=0.9, zorder=1)
+            if label:
+                ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"),
+                            xytext=(-2, 2), textcoords="offset points", ha="right",
+                            va="bottom", fontsize=7, color="#b00020")
+        for (label, series), marker in zip(shown, ("o", "s"), strict=False):
+            if series:
+                ax.plot([w for w, _ in series], [v for _, v in series], marker=marker, markersize=3.5, linewidth=1.2,
+                        label=label, zorder=2)
+        ax.set_ylim(bottom, top)
+        if len(spec.series) > 1:
+            ax.legend(fontsize=7, loc="upper left")
+    if span is not None:
+        locator = AutoDateLocator(maxticks=7)
+        axes[-1].xaxis.set_major_locator(locator)
+        axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        axes[-1].set_xlim(*span)
+    return figure

@@ -1,0 +1,157 @@
+"""What the patient view shows, computed in the core (no Qt): demographics, each model's
+current risk with its top factors, the trends behind it, and the patient's alert history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.alerts import DISMISS_WORDS, AlertEventType, DismissReason
+from app.features import PatientFeatures
+from app.scoring import Score
+from app.store.models import AlertEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A range drawn behind a trend: the reference range, or a diagnostic zone."""
+
+    low: float | None
+    high: float | None
+    label: str
+    colour: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrendSpec:
+    """One trend panel: which inputs, in which unit, against which ranges and thresholds."""
+
+    title: str
+    unit: str
+    series: tuple[tuple[str, str], ...]  # (input name, legend label)
+    bands: tuple[Band, ...]
+    thresholds: tuple[tuple[float, str], ...]  # (value, label): a diagnostic cut-off line
+
+
+GREEN, AMBER, RED = "#e3f1e4", "#fff1d6", "#fbe0e0"
+
+# Ranges and thresholds as the guidelines give them (ADA Standards of Care 2025 for
+# glycaemia; WHO for BMI; ACC/AHA 2017 for blood pressure).
+TRENDS: tuple[TrendSpec, ...] = (
+    TrendSpec("HbA1c", "%", (("hba1c", "HbA1c"),),
+              (Band(None, 5.7, "normal < 5.7", GREEN), Band(5.7, 6.5, "prediabetes 5.7–6.4", AMBER),
+               Band(6.5, None, "diabetes ≥ 6.5", RED)),
+              ((6.5, "diabetes ≥ 6.5 %"),)),
+    TrendSpec("Fasting glucose", "mg/dL", (("fpg", "fasting glucose"),),
+              (Band(70, 100, "normal 70–99", GREEN), Band(100, 126, "prediabetes 100–125", AMBER),
+               Band(126, None, "diabetes ≥ 126", RED)),
+              ((126, "diabetes ≥ 126 mg/dL"),)),
+    TrendSpec("BMI", "kg/m²", (("bmi", "BMI"),),
+              (Band(18.5, 25, "healthy 18.5–24.9", GREEN), Band(25, 30, "overweight 25–29.9", AMBER),
+               Band(30, None, "obesity ≥ 30", RED)),
+              ((30, "obesity ≥ 30"),)),
+    TrendSpec("Blood pressure", "mm Hg", (("sbp", "systolic"), ("dbp", "diastolic")),
+              (Band(None, 120, "systolic normal < 120", GREEN),),
+              ((130, "stage 1 hypertension ≥ 130/80"), (80, ""))),
+)
+
+TREND_INPUTS = tuple(name for spec in TRENDS for name, _ in spec.series)
+# The event that settles an alert, in the words of the history table.
+_OUTCOMES = {
+    AlertEventType.ACKNOWLEDGED.value: "acknowledged",
+    AlertEventType.DISMISSED.value: "dismissed",
+    AlertEventType.SNOOZED.value: "snoozed",
+    AlertEventType.EXPIRED.value: "expired",
+    AlertEventType.VIEWED.value: "viewed",
+    AlertEventType.DISPLAYED.value: "shown",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistoryRow:
+    """One alert decision for the patient and what became of it."""
+
+    alert_id: str
+    at: datetime
+    model: str
+    risk: float | None
+    tier: str
+    decision: str  # "shown", or "suppressed: why"
+    outcome: str  # "acknowledged", "dismissed: patient declined", "expired unseen", ...
+    screening_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSummary:
+    """Everything the patient view draws, for one patient at one moment."""
+
+    patient_id: int
+    name: str
+    birth_date: str
+    mrn: str
+    sex: str
+    age: int | None
+    scores: tuple[Score, ...]
+    engine: str
+    model: str
+    trends: dict[str, list[tuple[datetime, float]]]
+    alerts: tuple[AlertHistoryRow, ...]
+
+
+def age_on(birth: date | None, today: date) -> int | None:
+    if birth is None:
+        return None
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def trends_of(features: PatientFeatures) -> dict[str, list[tuple[datetime, float]]]:
+    """The trend inputs' values, oldest first, in the card's units."""
+    return {name: sorted(features.values_of(name)) for name in TREND_INPUTS}
+
+
+def alert_history(engine: Engine, patient_id: int, limit: int = 50
+                  ) -> tuple[AlertHistoryRow, ...]:
+    """The patient's latest alert decisions, newest first, each with its outcome."""
+    with Session(engine) as session:
+        decided = session.execute(
+            select(AlertEvent.alert_id, AlertEvent.at, AlertEvent.model, AlertEvent.risk,
+                   AlertEvent.tier, AlertEvent.event, AlertEvent.reason)
+            .where(AlertEvent.patient_id == patient_id,
+                   AlertEvent.event.in_([AlertEventType.GENERATED.value,
+                                         AlertEventType.SUPPRESSED.value]))
+            .order_by(AlertEvent.at.desc(), AlertEvent.id.desc()).limit(limit)).all()
+        ids = [row.alert_id for row in decided]
+        later = session.execute(
+            select(AlertEvent.alert_id, AlertEvent.event, AlertEvent.reason)
+            .where(AlertEvent.alert_id.in_(ids)).order_by(AlertEvent.id)).all() if ids else []
+    outcome: dict[str, str] = {}
+    done: set[str] = set()
+    for alert_id, event, reason in later:
+        if event == AlertEventType.SCREENING_COMPLETED.value:
+            done.add(alert_id)
+        words = _OUTCOMES.get(event)
+        if words is None:
+            continue
+        if event == AlertEventType.DISMISSED.value and reason:
+            try:
+                words += ": " + DISMISS_WORDS[DismissReason(reason)].lower()
+            except ValueError:
+                words += f": {reason}"
+        elif event == AlertEventType.EXPIRED.value and reason:
+            words += f" {reason}"
+        # A settled alert stays settled: "viewed" after "acknowledged" is not news.
+        if outcome.get(alert_id, "shown").split(":")[0] in ("shown", "viewed"):
+            outcome[alert_id] = words
+    rows = []
+    for r in decided:
+        shown = r.event == AlertEventType.GENERATED.value
+        decision = "shown" if shown else "suppressed: " + r.reason.split(": ", 1)[-1]
+        rows.append(AlertHistoryRow(r.alert_id, r.at, r.model, r.risk, r.tier, decision,
+                                    outcome.get(r.alert_id, "waiting" if shown else ""),
+                                    r.alert_id in done))
+    return tuple(rows)
+

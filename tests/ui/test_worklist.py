@@ -1,0 +1,115 @@
+"""The worklist (a sortable table of today's patients), the patient view (risk and
+factors, trends with ranges, alert history) and the recent-alerts table, driven through
+the real app: listener, store, fast lane, ONNX Runtime, Qt widgets offscreen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.alerts import DismissReason
+from app.clinic import ClinicService
+from tests.ui.test_app_end_to_end import adt, history, oru, send
+from ui.main_window import ALERT_COLUMNS, WORKLIST_COLUMNS, MainWindow
+from ui.qt import Qt
+from ui.tables import ROW_ROLE, SORT_ROLE
+
+
+def _cells(window: MainWindow, row: int) -> dict[str, str]:
+    model = window.worklist.model()
+    return {c.header: model.index(row, i).data() for i, c in enumerate(WORKLIST_COLUMNS)}
+
+
+def test_worklist_rows_sort_and_show_what_became_of_the_alert(
+        running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
+    clinic, window, port = running
+    send(port, *history("WL-A"))  # prediabetes, rising HbA1c: an alert
+    send(port, adt("A04", "WL-A", "ER", 1))
+    send(port, adt("A04", "WL-B", "ER", 1))  # nothing on record: low, no banner
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 2, timeout=10000)
+    qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
+    qtbot.waitUntil(lambda: all(p.status for p in clinic.open_patients), timeout=10000)
+    header = window.worklist.horizontalHeader()
+    risk_column = [c.header for c in WORKLIST_COLUMNS].index("Risk")
+    window.worklist.sortByColumn(risk_column, Qt.SortOrder.DescendingOrder)
+    top, bottom = _cells(window, 0), _cells(window, 1)
+    assert top["MRN"] == "WL-A (H)" and bottom["MRN"] == "WL-B (H)"
+    assert top["Name"] == "QUIXOTE, Alonso" and top["Born"] == "1962-01-01"
+    assert top["Location"] == "ER 1 1 H"
+    assert "%" in top["Risk"] and top["Risk"][0] in "▲●"  # icon, words and figure
+    assert top["Alert"] in ("alert raised", "shown")
+    assert bottom["Alert"].startswith("suppressed: ")  # and why
+    # Sorting goes by the value, not the text.
+    model = window.worklist.model()
+    assert model.index(0, risk_column).data(SORT_ROLE) > model.index(1, risk_column).data(
+        SORT_ROLE)
+    assert header.sortIndicatorSection() == risk_column
+    # Screen readers get the column with each cell.
+    assert model.index(0, 0).data(Qt.ItemDataRole.AccessibleTextRole) == \
+        "Name: QUIXOTE, Alonso"
+    # The clinician acts on the banner: the worklist and the recent alerts say so.
+    alert = window.banner.alert
+    window.banner.acknowledge()
+    qtbot.waitUntil(lambda: _cells(window, 0)["Alert"] == "acknowledged")
+    recent = window.alerts.model()
+    status = [c.header for c in ALERT_COLUMNS].index("Status")
+    assert recent.index(0, status).data() == "acknowledged"
+    assert recent.index(0, 0).data(ROW_ROLE).alert.alert_id == alert.alert_id
+
+
+def test_selecting_a_patient_shows_risk_trends_and_alert_history(
+        running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
+    clinic, window, port = running
+    send(port, *history("PV1"))
+    send(port, oru("PV1", 7, "20260301090000+0000", "8480-6^Systolic^LN||142|mm[Hg]",
+                   "8462-4^Diastolic^LN||88|mm[Hg]", "1558-6^Fasting glucose^LN||6.4|mmol/L"))
+    send(port, adt("A04", "PV1", "ER", 1))
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
+    window.banner.toggle_details()
+    window.banner.dismiss(DismissReason.PATIENT_DECLINED)
+    window.show()
+    qtbot.waitExposed(window)
+    window.worklist.setFocus()
+    qtbot.keyClick(window.worklist, Qt.Key.Key_Down)  # keyboard first
+    view = window.patient_view
+    qtbot.waitUntil(lambda: view.summary is not None, timeout=5000)
+    summary = view.summary
+    assert "QUIXOTE, Alonso" in view.heading.text() and "PV1 (H)" in view.heading.text()
+    assert "Type 2 diabetes risk" in view.risks.text()
+    assert summary.scores[0].factors and summary.scores[0].factors[0].words in view.risks.text()
+    # The trends, in the card's units: HbA1c 5.9 → 6.2 %, glucose 6.4 mmol/L → mg/dL.
+    assert [v for _, v in summary.trends["hba1c"]] == [5.9, 6.2]
+    assert summary.trends["sbp"][0][1] == 142 and summary.trends["dbp"][0][1] == 88
+    assert round(summary.trends["fpg"][0][1]) == 115
+    assert view.canvas is not None and view.canvas.isVisible()
+    figure = view.canvas.figure  # type: ignore[attr-defined]
+    titles = [ax.get_title(loc="left") for ax in figure.axes]
+    assert titles == ["HbA1c (%)", "Fasting glucose (mg/dL)", "BMI (kg/m²)",
+                      "Blood pressure (mm Hg)"]
+    hba1c = figure.axes[0]
+    assert any(line.get_ydata()[0] == 6.5 for line in hba1c.get_lines())  # the threshold
+    # The alert history: the decision and what became of it.
+    rows = view.history.rows
+    assert rows and rows[0].decision == "shown"
+    assert rows[0].outcome == "dismissed: patient declined"
+    window.close()
+
+
+def test_status_bar_says_feed_engine_and_problem(
+        running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
+    clinic, window, port = running
+    window.refresh_status()
+    assert "no message yet" in window.feed_label.text()
+    send(port, adt("A08", "ST1", "CLINIC", 1))
+    qtbot.waitUntil(lambda: clinic.messages_seen >= 1, timeout=10000)
+    window.refresh_status()
+    assert "Feed up" in window.feed_label.text() and "last message" in window.feed_label.text()
+    assert window.engine_label.text().startswith("Engine onnxruntime")
+    window.show_problem("the store is not reachable")
+    assert "Problem: the store is not reachable" in window.feed_label.text()
+    window.show()
+    qtbot.waitExposed(window)
+    # Nothing in the status bar is cut: each label gets at least its text's width.
+    for label in (window.feed_label, window.engine_label):
+        assert label.width() >= label.sizeHint().width() - 2, label.text()
+    window.close()

@@ -1,0 +1,141 @@
+"""Tables are models, not strings: rows of core objects in a `QAbstractTableModel`, each
+column a `Column` that says how to show, sort, colour and read out a row.
+
+The views sort through a `QSortFilterProxyModel` (by each column's sort key, not its
+text), select whole rows, and a screen reader reads each cell as its accessible text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ui.qt import (
+    QAbstractItemView,
+    QAbstractTableModel,
+    QColor,
+    QHeaderView,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTableView,
+    QWidget,
+)
+
+Row = TypeVar("Row")
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class Column(Generic[Row]):
+    """One column: its header, the text of a cell, and optionally its sort key, colour,
+    tooltip and the words a screen reader says (default: the text)."""
+
+    header: str
+    text: Callable[[Row], str]
+    sort: Callable[[Row], Any] | None = None
+    colour: Callable[[Row], str | None] | None = None
+    tooltip: Callable[[Row], str] | None = None
+    spoken: Callable[[Row], str] | None = None
+
+
+class RowsModel(QAbstractTableModel, Generic[Row]):
+    """A list of rows shown through columns; `set_rows` replaces them."""
+
+    def __init__(self, columns: Sequence[Column[Row]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.columns = list(columns)
+        self.rows: list[Row] = []
+
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt's
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt's
+        return 0 if parent.isValid() else len(self.columns)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt's
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.columns[section].header
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        row, column = self.rows[index.row()], self.columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.text(row)
+        if role == SORT_ROLE:
+            return column.sort(row) if column.sort else column.text(row)
+        if role == ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.ForegroundRole and column.colour is not None:
+            colour = column.colour(row)
+            return QColor(colour) if colour else None
+        if role == Qt.ItemDataRole.ToolTipRole and column.tooltip is not None:
+            return column.tooltip(row)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{column.header}: " + (column.spoken or column.text)(row)
+        return None
+
+
+class SortProxy(QSortFilterProxyModel):
+    """Sorts by each column's sort key; None sorts first."""
+
+    def lessThan(self, left: Index, right: Index) -> bool:  # noqa: N802 - Qt's name
+        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
+        if a is None or b is None:
+            return a is None and b is not None
+        try:
+            return bool(a < b)
+        except TypeError:
+            return str(a) < str(b)
+
+
+def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
+               descending: bool = True, stretch: Sequence[int] = ()) -> QTableView:
+    """A keyboard-first, sortable, row-selecting view of `model`. Columns fit their
+    contents; the `stretch` columns share what width is left (and give it back first)."""
+    proxy = SortProxy(model)
+    proxy.setSourceModel(model)
+    proxy.setSortRole(SORT_ROLE)
+    view = QTableView()
+    view.setModel(proxy)
+    view.setAccessibleName(name)
+    view.setSortingEnabled(True)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.setTabKeyNavigation(False)  # Tab leaves the table; arrows move inside it
+    view.setWordWrap(False)
+    view.setAlternatingRowColors(True)
+    view.verticalHeader().setVisible(False)
+    header = view.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    for column in stretch:
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+    header.setStretchLastSection(not stretch)
+    if sort_column is not None:
+        view.sortByColumn(sort_column, Qt.SortOrder.DescendingOrder if descending
+                          else Qt.SortOrder.AscendingOrder)
+    return view
+
+
+def selected_row(view: QTableView) -> Any:
+    """The core object of the view's current row, or None."""
+    index = view.currentIndex()
+    return index.data(ROW_ROLE) if index.isValid() else None
+
+
+def row_at(view: QTableView, row: int) -> Any:
+    """The core object shown in the view's `row` (in the view's sorted order)."""
+    return view.model().index(row, 0).data(ROW_ROLE)

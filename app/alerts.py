@@ -21,6 +21,8 @@ from __future__ import annotations
 import getpass
 import json
 import platform
+import queue
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -86,10 +88,11 @@ class Alert:
     def latency_at(self, shown_at: datetime) -> dict[str, float]:
         """The stages of this alert's latency once it is on screen at `shown_at`, in ms:
         the measured ones (received_to_processed, received_to_scoring, features, inference,
-        policy), plus processed_to_scoring, paint (scoring start → shown, less the
-        computation) and total (frame received → shown) where the frame time is known."""
+        policy, log: the decision's durable record), plus processed_to_scoring, paint
+        (scoring start → shown, less the computation and the record) and total (frame
+        received → shown) where the frame time is known."""
         stages = dict(self.latency_ms)
-        computed = sum(stages.get(k, 0.0) for k in ("features", "inference", "policy"))
+        computed = sum(stages.get(k, 0.0) for k in ("features", "inference", "policy", "log"))
         since_scoring = (shown_at - self.generated_at).total_seconds() * 1000
         stages["paint"] = round(max(since_scoring - computed, 0.0), 3)
         if "received_to_scoring" in stages:
@@ -128,7 +131,12 @@ def identity(config: WorkstationConfig) -> tuple[str, str, str]:
 
 
 class AdoptionLog:
-    """Appends alert events. Never updates or deletes (the database refuses both)."""
+    """Appends alert events. Never updates or deletes (the database refuses both).
+
+    `record` writes at once (the policy's decisions: the banner waits for them);
+    `record_later` hands the write to the log's own writer thread, in order, so that what
+    the clinician does on the GUI thread never waits for the database's write lock.
+    """
 
     def __init__(self, engine: Engine, workstation: WorkstationConfig) -> None:
         from app.store.db import write_gate, writer
@@ -137,14 +145,59 @@ class AdoptionLog:
         self._writer = writer(engine)
         self._gate = write_gate(engine)  # the inbox (ACK path) still goes first
         self.workstation, self.clinician, self.department = identity(workstation)
+        self._later: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    def record_later(self, alert_id: str, event: AlertEventType, patient_id: int,
+                     **fields: Any) -> None:
+        """`record`, on the log's writer thread (events keep their order)."""
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write_later, daemon=True,
+                                                name="clarion-adoption-log")
+                self._thread.start()
+        self._later.put({"alert_id": alert_id, "event": event, "patient_id": patient_id,
+                         **fields})
+
+    def _write_later(self) -> None:
+        while True:
+            item = self._later.get()
+            if item is None:
+                self._later.task_done()
+                return
+            try:
+                self.record(**item)
+            except Exception as exc:  # said, never swallowed; the next events still go
+                logs.alerts.error("adoption event %s of alert %s not written: %s",
+                                  item["event"], str(item["alert_id"])[:8],
+                                  logs.describe_error(exc))
+            finally:
+                self._later.task_done()
+
+    def flush(self) -> None:
+        """Until every event handed to `record_later` is written."""
+        self._later.join()
+
+    def close(self) -> None:
+        """Write what is waiting, then stop the writer thread."""
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._later.put(None)
+            thread.join(30)
 
     def record(self, alert_id: str, event: AlertEventType, patient_id: int, *,
                at: datetime, model: str = "", label: str = "", risk: float | None = None,
                tier: str = "", engine: str = "", reason: str = "", comment: str = "",
-               detail: dict[str, Any] | None = None) -> None:
+               detail: dict[str, Any] | None = None, urgent: bool = False) -> None:
+        """Append one event now. `urgent`: a banner waits for this write (the policy's
+        decision), so it takes the write gate as the ACK path does rather than waiting for
+        the background processing to give way."""
         from app.store.models import AlertEvent
 
-        with self._gate.background(), Session(self._writer) as session, session.begin():
+        gate = self._gate.urgent() if urgent else self._gate.background()
+        with gate, Session(self._writer) as session, session.begin():
             session.add(AlertEvent(
                 alert_id=alert_id, event=event.value, at=at, workstation=self.workstation,
                 clinician=self.clinician, department=self.department, patient_id=patient_id,

@@ -191,6 +191,7 @@ class ClinicService:
         the trends behind them, and the alert history. Scores without logging anything."""
         now = now or utcnow()
         name, dob, mrn, _ = self._read_patient(patient_id)
+        self.log.flush()  # the history includes what the clinician just did
         with self._lock:
             result = self.scorer.score(patient_id, now)
         features = result.features
@@ -199,6 +200,10 @@ class ClinicService:
             patient_id, name, dob, mrn, features.sex,
             age_on(features.birth_date, now.date()), tuple(result.scores), result.engine,
             self.model, trends_of(features), alert_history(self.engine, patient_id))
+
+    def close(self) -> None:
+        """Write the adoption events still waiting; call before the store is closed."""
+        self.log.close()
 
     def search(self, text: str, limit: int = 20) -> list[tuple[int, str, str, str]]:
         """By hand: patients whose name or identifier matches `text`."""
@@ -269,9 +274,11 @@ class ClinicService:
                         (processed_at - received_at).total_seconds() * 1000, 3)
             detail = alert_detail(result, decision, extra)
             event = AlertEventType.GENERATED if decision.show else AlertEventType.SUPPRESSED
+            t_log = time.perf_counter()
             self.log.record(alert_id, event, patient_id, at=now, model=self.model,
                             label=score.label, risk=score.risk, tier=decision.tier,
-                            engine=result.engine, reason=decision.reason, detail=detail)
+                            engine=result.engine, reason=decision.reason, detail=detail,
+                            urgent=decision.show)
             status = "alert raised" if decision.show else \
                 "suppressed: " + decision.reason.split(": ", 1)[-1]
             changed = self._update_open(patient_id, risk=score.risk, tier=decision.tier,
@@ -281,25 +288,31 @@ class ClinicService:
                 if changed:
                     self._open_changed()
                 return None
-            name, dob, mrn = self._describe(patient_id)
+            shown = self._open.get(patient_id)  # open patients are described already
+            name, dob, mrn = (shown.name, shown.birth_date, shown.mrn) if shown else \
+                self._describe(patient_id)
+            # The decision's durable record is a stage of its own, apart from painting.
+            latency = {**detail["latency_ms"],
+                       "log": round((time.perf_counter() - t_log) * 1000, 3)}
             alert = Alert(alert_id, patient_id, name, dob, mrn, score, decision.tier,
                           decision.tier_words, self.model, result.engine,
                           list(decision.recommendations), list(decision.already_done), now,
-                          {**detail["latency_ms"]})
+                          latency)
             listeners = list(self.on_alert)
+        for listener in listeners:  # the banner first, then the worklist's news
+            listener(alert)
         if changed:
             self._open_changed()
-        for listener in listeners:
-            listener(alert)
         return alert
 
     def record(self, alert: Alert, event: AlertEventType, *, reason: str = "",
                comment: str = "", detail: dict[str, object] | None = None) -> None:
-        """What the clinician did with a banner."""
-        self.log.record(alert.alert_id, event, alert.patient_id, at=utcnow(),
-                        model=alert.model, label=alert.score.label, risk=alert.score.risk,
-                        tier=alert.tier, engine=alert.engine, reason=reason, comment=comment,
-                        detail=detail)
+        """What the clinician did with a banner (called on the GUI thread: written by the
+        log's own thread, so the window never waits for the database)."""
+        self.log.record_later(alert.alert_id, event, alert.patient_id, at=utcnow(),
+                              model=alert.model, label=alert.score.label,
+                              risk=alert.score.risk, tier=alert.tier, engine=alert.engine,
+                              reason=reason, comment=comment, detail=detail)
         words = _STATUS_WORDS.get(event)
         if words is not None:
             if event is AlertEventType.DISMISSED and reason:

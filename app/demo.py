@@ -171,6 +171,7 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
             else:
                 clinic.record(alert, AlertEventType.DISMISSED,
                               reason=DismissReason.ALREADY_SCREENED.value)
+            clinic.log.flush()
             with Session(engine) as session:
                 for row in session.scalars(select(AlertEvent).where(
                         AlertEvent.alert_id == alert.alert_id).order_by(AlertEvent.id)):
@@ -180,6 +181,7 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
         replay(server.bound_port, history, today_messages(patients, now), pause_s,
                on_step=act, settled=service.wait_settled)
         act(-1)
+        clinic.log.flush()
         with Session(engine) as session:
             for row in session.scalars(select(AlertEvent).where(
                     AlertEvent.event.in_(["suppressed", "screening_completed"]))
@@ -192,5 +194,6 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
         return figures
     finally:
         service.stop()
+        clinic.close()
         engine.dispose()
 

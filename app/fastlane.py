@@ -23,6 +23,9 @@ from sqlalchemy import Engine
 from app import logs
 from app.config import IngestConfig
 from app.ingest import PatientChanged, Processor
+from app.store.db import make_engine
+
+FAST = "fast"  # the inbox's lane for these messages (the bulk worker leaves them alone)
 
 
 class FastLane:
@@ -30,7 +33,12 @@ class FastLane:
 
     def __init__(self, engine: Engine, config: IngestConfig,
                  on_change: Callable[[PatientChanged], None] | None) -> None:
-        self._processor = Processor(engine, config, on_change, urgent=True)
+        # What the lane writes can be rebuilt from the durable inbox, as the worker's can:
+        # its own engine commits without waiting for the disk (the same URL, so the same
+        # write gate in this process).
+        self._engine = make_engine(engine.url.render_as_string(hide_password=False),
+                                   derived_only=True)
+        self._processor = Processor(self._engine, config, on_change, urgent=True)
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._pending = 0  # submitted and not yet done
         self._count_lock = threading.Lock()
@@ -46,6 +54,7 @@ class FastLane:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
+        self._engine.dispose()
 
     def submit(self, message_id: int, patient_key: str) -> None:
         """Process this message (and its patient's earlier ones) now."""

@@ -57,6 +57,7 @@ class _Pending:
     received_at: datetime
     waiter: asyncio.Future[Receipt] | None = None  # for a coroutine (submit_async)
     patient_key: str = ""  # pseudonym of the first patient, read at receipt
+    lane: str = ""  # "fast": handed to the fast lane once stored
 
 
 class InboxClosed(RuntimeError):
@@ -106,7 +107,7 @@ def _new_row(item: _Pending) -> dict[str, Any]:
         "ack_error_text": error.text if error else "",
         "ack_error_location": error.location if error else "",
         "attempts": 0, "last_error": "", "patient_key": item.patient_key[:32],
-        "duplicate_count": 0}
+        "lane": item.lane, "duplicate_count": 0}
 
 
 def _settle(pairs: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:
@@ -173,8 +174,8 @@ class DurableInbox:
         return future
 
     def submit_async(self, raw: bytes, peer: str, assessment: Assessment,
-                     received_at: datetime | None = None, patient_key: str = ""
-                     ) -> asyncio.Future[Receipt]:
+                     received_at: datetime | None = None, patient_key: str = "",
+                     lane: str = "") -> asyncio.Future[Receipt]:
         """`submit` for the event loop: an asyncio future, resolved together with the rest
         of its batch (one wake-up of the loop per commit, not one per message)."""
         waiter: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
@@ -182,7 +183,7 @@ class DurableInbox:
             waiter.set_exception(InboxClosed("the inbox is closed"))
             return waiter
         self._queue.put(_Pending(raw, peer, assessment, self._key(raw, assessment), None,
-                                 received_at or utcnow(), waiter, patient_key))
+                                 received_at or utcnow(), waiter, patient_key, lane))
         return waiter
 
     @staticmethod

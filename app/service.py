@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from app import logs
 from app.config import Config
-from app.fastlane import FastLane
+from app.fastlane import FAST, FastLane
 from app.inbox import DurableInbox
 from app.ingest import PatientChanged, Processor, unprocessed
 from app.store.models import InboxStatus, utcnow
@@ -74,7 +74,8 @@ class IngestService:
                 key = logs.pseudonym(*routing.identifiers[0])
                 urgent = self._wants_now is not None and self._wants_now(routing)
         try:
-            receipt = await self.inbox.submit_async(raw, peer, assessment, arrived, key)
+            receipt = await self.inbox.submit_async(raw, peer, assessment, arrived, key,
+                                                    FAST if urgent else "")
             outcome, errors, duplicate = receipt.outcome, receipt.errors, receipt.duplicate
             if urgent and self.fast_lane is not None and not duplicate and \
                     receipt.status is InboxStatus.RECEIVED:

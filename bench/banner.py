@@ -1,56 +1,102 @@
-"""Frame received → banner painted, over 500 alerts, with the stage breakdown.
+"""Frame received → banner painted, per stage, in three conditions (issue: the clinician's
+window). A table, not a test.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/banner.py [--alerts 500]
+    .venv/bin/python bench/banner.py [--alerts 2000] [--conditions idle,feed,busy]
+                                     [--baseline PATH]
 
 Everything real, as on a workstation: the MLLP listener (asyncio thread), durable inbox
-(SQLite, synchronous=FULL), the processing worker (a spawned process, app/worker.py),
-features, ONNX Runtime, alert policy and adoption log, and Qt painting the banner
-(offscreen). 25 patients are opened by ADT routing; once all 25 are on screen, ORU results
-for them arrive one at a time, paced at 20/s, and each is scored and shown (suppression
-off for the run). The time from start to the last opening is printed too: it includes
-spawning the worker. "Frame received" is the moment the listener read the frame;
-"painted" is the banner's first paintEvent.
+(SQLite, synchronous=FULL), the processing worker (a spawned process at the lowest CPU
+priority), the fast lane, features, ONNX Runtime, alert policy and adoption log, and Qt
+painting the banner (offscreen). 25 patients are opened by ADT routing to unit ER; once
+every opening is on screen, ORU results for them arrive one at a time, paced at 20/s, and
+each is scored and shown (suppression off for the run); the banner is acknowledged as
+soon as it is painted, so the next one takes its place.
+
+Conditions:
+- idle: nothing else runs;
+- feed: a background feed of 100 messages/s (ADT and ORU for 500 patients not open here,
+  unit CLINIC) from another process, on the same listener;
+- busy: two other programs keep both cores busy (`python -c "while True: pass"`, at
+  normal priority) for the whole run.
+
+"Frame received" is the moment the listener read the frame; "painted" is the banner's
+first paintEvent with that alert. Each condition runs in a fresh process.
+`--baseline PATH` also runs each condition on another checkout (e.g. a `git worktree` of
+the commit before the change), with this same harness, and prints the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app import logs  # noqa: E402
-from app.clinic import ClinicService  # noqa: E402
-from app.config import Config  # noqa: E402
-from app.service import IngestService  # noqa: E402
-from app.stats import percentile  # noqa: E402
-from app.store.db import open_store  # noqa: E402
-from engines.card import load_card  # noqa: E402
-from engines.select import select_engine  # noqa: E402
-from integrations.mllp import MllpClient  # noqa: E402
-from ui.bridge import Bridge  # noqa: E402
-from ui.main_window import MainWindow  # noqa: E402
-from ui.qt import QApplication, QTimer  # noqa: E402
+from typing import Any
 
 PATIENTS = 25
 STAGES = ("received_to_processed", "processed_to_scoring", "features", "inference", "policy",
-          "paint", "total")
+          "log", "paint", "total")
+HERE = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--alerts", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=20.0, help="results per second")
-    args = parser.parse_args()
+def pid(n: int, prefix: str = "BN") -> str:
+    return (f"PID|1||{prefix}{n:03d}^^^H^MR||Bench^Pat{n}||19600101|F||"
+            "2029-7^Asian Indian^CDCREC")
+
+
+def background_feed(port: int, rate: float, stop: Any) -> None:
+    """Another system's traffic: ADT and ORU for patients not open on this workstation."""
+    from integrations.mllp import MllpClient
+
+    interval = 1.0 / rate
+    with MllpClient("127.0.0.1", port) as client:
+        i = 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            n = i % 500
+            when = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
+            if i % 2:
+                message = (f"MSH|^~\\&|ADT|H|C|W|{when}||ADT^A08|BG{i}|P|2.5\r"
+                           f"{pid(n, 'BG')}\rPV1|1|O|CLINIC^1^{n}\r")
+            else:
+                message = (f"MSH|^~\\&|LAB|H|C|W|{when}||ORU^R01|BGR{i}|P|2.5\r{pid(n, 'BG')}\r"
+                           f"OBR|1||BGO{i}|X|||{when}\r"
+                           f"OBX|1|NM|2345-7^Glucose^LN||{90 + i % 40}|mg/dL|||||F|||{when}\r"
+                           f"OBX|2|NM|39156-5^BMI^LN||{24 + i % 9}|kg/m2|||||F|||{when}\r")
+            client.send(message.encode())
+            i += 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def spin() -> None:  # an ordinary busy program
+    while True:
+        pass
+
+
+def run_condition(condition: str, alerts: int, rate: float) -> dict[str, Any]:
+    """One condition in this process; returns the samples' summary."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from app import logs
+    from app.clinic import ClinicService
+    from app.config import Config
+    from app.service import IngestService
+    from app.store.db import open_store
+    from engines.card import load_card
+    from engines.select import select_engine
+    from integrations.mllp import MllpClient
+    from ui.bridge import Bridge
+    from ui.main_window import MainWindow
+    from ui.qt import QApplication, QTimer
+
     app = QApplication([])
     folder = Path(tempfile.mkdtemp())
     logs.setup_logging("ERROR", None)
@@ -69,38 +115,46 @@ def main() -> None:
     clinic = ClinicService(config, engine, card, selection)
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
-                            wants_now=clinic.wants_now)
+    clinic.on_open_changed.append(bridge.open_patients.emit)
+    try:  # this harness also times the code before the fast lane (--baseline)
+        service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                                wants_now=clinic.wants_now)
+    except (TypeError, AttributeError):
+        service = IngestService(config, engine, on_change=clinic.on_patient_changed)
     started = time.monotonic()
     server = service.start_in_thread()
     window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
     samples: list[dict[str, float]] = []
-    openings: list[float] = []  # when each opening's banner was painted
+    openings: list[float] = []
     opened = threading.Event()
 
-    def on_painted(alert, painted_at: datetime) -> None:  # type: ignore[no-untyped-def]
+    def on_painted(alert: Any, painted_at: datetime) -> None:
         stages = alert.latency_at(painted_at)
         if "received_to_processed" not in stages:  # the openings by ADT, not measured
             openings.append(time.monotonic())
             if len(openings) >= PATIENTS:
                 opened.set()
             return
-        row = {stage: stages.get(stage, 0.0) for stage in STAGES}
-        samples.append(row)
+        samples.append({stage: stages.get(stage, 0.0) for stage in STAGES})
 
-    original_show = window.show_alert
+    if hasattr(window, "queue"):  # one reused banner
+        window.banner.painted.connect(on_painted)
+        window.banner.painted.connect(lambda *_: QTimer.singleShot(0, window.banner.acknowledge))
+    else:  # the code before: a banner window per alert
+        original_show = window.show_alert
 
-    def show_and_close(alert):  # type: ignore[no-untyped-def]
-        banner = original_show(alert)
-        banner.painted.connect(on_painted)
-        banner.painted.connect(lambda *_: QTimer.singleShot(0, banner.acknowledge))
-        return banner
+        def show_and_close(alert: Any) -> Any:
+            banner = original_show(alert)
+            banner.painted.connect(on_painted)
+            banner.painted.connect(lambda *_: QTimer.singleShot(0, banner.acknowledge))
+            return banner
 
-    bridge.alert.disconnect(window.show_alert)
-    bridge.alert.connect(show_and_close)
+        bridge.alert.disconnect(window.show_alert)
+        bridge.alert.connect(show_and_close)
 
-    def pid(n: int) -> str:
-        return f"PID|1||BN{n:03d}^^^H^MR||Bench^Pat{n}||19600101|F||2029-7^Asian Indian^CDCREC"
+    ctx = multiprocessing.get_context("spawn")
+    stop_feed = ctx.Event()
+    helpers: list[Any] = []
 
     def sender() -> None:
         with MllpClient("127.0.0.1", server.bound_port) as client:
@@ -111,13 +165,20 @@ def main() -> None:
                              "DG1|2||Z83.3^Family history^I10||20240101\r").encode())
                 client.send((f"MSH|^~\\&|ADT|H|C|W|{stamp}||ADT^A04|BA{n}|P|2.5\r{pid(n)}\r"
                              f"PV1|1|E|ER^1^{n}^H||||||||||||||||V{n}\r").encode())
-            # The measured results start once every opening is on screen: the processing
-            # worker is a spawned process that takes a second or two to come up, and
-            # results sent before then would time the start, not the path.
-            opened.wait(60)
-            time.sleep(1.0)
-            interval = 1.0 / args.rate
-            for i in range(args.alerts):
+            opened.wait(120)
+            if condition == "feed":
+                feed = ctx.Process(target=background_feed, args=(server.bound_port, 100.0,
+                                                                 stop_feed), daemon=True)
+                feed.start()
+                helpers.append(feed)
+            if condition == "busy":
+                for _ in range(2):
+                    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    helpers.append(busy)
+            time.sleep(2.0)  # the background settles into its steady state
+            interval = 1.0 / rate
+            next_at = time.monotonic()
+            for i in range(alerts):
                 n = i % PATIENTS
                 when = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
                 value = 5.8 + (i % 7) * 0.1
@@ -126,15 +187,15 @@ def main() -> None:
                              f"OBX|1|NM|2345-7^Glucose^LN||{value * 20:.0f}|mg/dL|||||F|||{when}\r"
                              f"OBX|2|NM|39156-5^BMI^LN||{31 + i % 5}|kg/m2|||||F|||{when}\r"
                              ).encode())
-                time.sleep(interval)
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
 
     thread = threading.Thread(target=sender, daemon=True)
     thread.start()
-    deadline = time.monotonic() + args.alerts / args.rate + 120
+    deadline = time.monotonic() + alerts / rate + 300
 
     def check_done() -> None:
-        if (not thread.is_alive() and len(samples) >= args.alerts) or \
-                time.monotonic() > deadline:
+        if (not thread.is_alive() and len(samples) >= alerts) or time.monotonic() > deadline:
             app.quit()
 
     timer = QTimer(interval=100)
@@ -142,22 +203,88 @@ def main() -> None:
     timer.start()
     app.exec()  # the real event loop, as in the app
     timer.stop()
+    stop_feed.set()
+    for helper in helpers:
+        if isinstance(helper, subprocess.Popen):
+            helper.kill()
+            helper.wait()
+        else:
+            helper.join(5)
     service.stop()
+    getattr(clinic, "close", lambda: None)()  # the baseline (--baseline) has none
     engine.dispose()
-    print(f"\nFrame received → banner painted: {len(samples)} alerts at {args.rate:g} results/s,"
-          f" {os.cpu_count()} cores, engine {selection.engine.name}\n")
-    if len(openings) >= PATIENTS:
-        print(f"Start-up: the service started → all {PATIENTS} openings (ADT A08 + A04 each, "
-              f"sent at once) painted: {openings[-1] - started:.2f} s\n")
-    print("| stage | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
+    summary: dict[str, Any] = {"condition": condition, "alerts": len(samples),
+                               "engine": selection.engine.name, "cores": os.cpu_count(),
+                               "startup_s": (openings[-1] - started) if openings else None}
     for stage in STAGES:
-        values = [s[stage] for s in samples]
-        print(f"| {stage} | {statistics.median(values):.2f} | "
-              f"{percentile(values, 99):.2f} | "
-              f"{max(values):.2f} |")
-    window.close()
-    window.deleteLater()
-    app.processEvents()
+        values = sorted(s[stage] for s in samples)
+        summary[stage] = {"p50": statistics.median(values) if values else float("nan"),
+                          "p99": _percentile(values, 99), "max": max(values, default=0.0)}
+    return summary
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest rank, as app.stats.percentile (kept here: the baseline may lack it)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def run_in_child(root: Path, condition: str, alerts: int, rate: float) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    env = {**os.environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen"}
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", condition,
+                    "--alerts", str(alerts), "--rate", str(rate), "--out", str(out)],
+                   cwd=root, env=env, check=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def print_tables(results: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]]
+                 ) -> None:
+    for condition, result in results.items():
+        print(f"\n### {condition}: {result['alerts']} alerts at 20 results/s, "
+              f"{result['cores']} cores, engine {result['engine']}\n")
+        before = baseline.get(condition)
+        head = "| stage | p50 ms | p99 ms | max ms |"
+        rule = "|---|---:|---:|---:|"
+        if before:
+            head += " before p50 | before p99 | before max | p99 before/after |"
+            rule += "---:|---:|---:|---:|"
+        print(head + "\n" + rule)
+        for stage in STAGES:
+            row = result[stage]
+            line = f"| {stage} | {row['p50']:.2f} | {row['p99']:.2f} | {row['max']:.2f} |"
+            if before:
+                old = before[stage]
+                ratio = old["p99"] / row["p99"] if row["p99"] else float("nan")
+                line += f" {old['p50']:.2f} | {old['p99']:.2f} | {old['max']:.2f} | {ratio:.1f}x |"
+            print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=20.0, help="results per second")
+    parser.add_argument("--conditions", default="idle,feed,busy")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time the same way")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.out.write_text(json.dumps(run_condition(args.child, args.alerts, args.rate)))
+        return
+    results, baseline = {}, {}
+    for condition in args.conditions.split(","):
+        results[condition] = run_in_child(HERE, condition, args.alerts, args.rate)
+        if args.baseline:
+            baseline[condition] = run_in_child(args.baseline.resolve(), condition,
+                                               args.alerts, args.rate)
+    print_tables(results, baseline)
 
 
 if __name__ == "__main__":

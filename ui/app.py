@@ -196,4 +196,5 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         stop.set()
         instance.server.close()
         service.stop()
+        clinic.close()
         engine.dispose()

@@ -182,9 +182,11 @@ class Banner(QFrame):
         if same:
             return
         colour, icon = TIER_STYLE.get(alert.tier, TIER_STYLE["elevated"])
-        self.setProperty("tier", alert.tier if alert.tier in TIER_STYLE else "elevated")
-        self.style().unpolish(self)
-        self.style().polish(self)
+        tier = alert.tier if alert.tier in TIER_STYLE else "elevated"
+        if self.property("tier") != tier:  # restyle only when the colour changes
+            self.setProperty("tier", tier)
+            self.style().unpolish(self)
+            self.style().polish(self)
         self.setAccessibleName(f"Clarion alert: {alert.headline}")
         self.setAccessibleDescription(
             f"For {alert.patient_name}, born {alert.birth_date}, MRN {alert.mrn}")

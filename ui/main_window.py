@@ -39,7 +39,7 @@ from ui.qt import (
     QVBoxLayout,
     QWidget,
 )
-from ui.tables import Column, RowsModel, row_at, selected_row, table_view
+from ui.tables import Column, RowsModel, fit_column_to, row_at, selected_row, table_view
 
 FEED_QUIET_S = 15 * 60  # no message for this long: the feed may be down; say so
 OK, WARN, BAD = "#2e7d32", "#b35c00", "#b00020"
@@ -153,6 +153,8 @@ class MainWindow(QMainWindow):
         self.alerts_model: RowsModel[AlertRow] = RowsModel(ALERT_COLUMNS, self)
         self.alerts = table_view(self.alerts_model, "Recent alerts", sort_column=0,
                                  stretch=(1, 3))
+        fit_column_to(self.alerts, 0, "00:00:00  ")
+        fit_column_to(self.alerts, 2, "▲ Elevated risk 100% · finding")
         left_layout.addWidget(self.alerts, 2)
 
         self.patient_view = PatientView()
@@ -191,7 +193,6 @@ class MainWindow(QMainWindow):
         self.queue = BannerQueue(self.banner, self._record, clinic.config.alerts.expire_after_s,
                                  place=None if toast else Banner.place_top_right)
         self.banner.painted.connect(self._painted)
-        self.recent: list[AlertRow] = []
 
         bridge.alert.connect(self.show_alert)
         bridge.open_patients.connect(self.refresh_patients)
@@ -252,7 +253,7 @@ class MainWindow(QMainWindow):
     # -- the worklist and the patient view ----------------------------------------------
     def refresh_patients(self, patients: list[OpenPatient]) -> None:
         selected = selected_row(self.worklist)
-        self.worklist_model.set_rows(patients)
+        self.worklist_model.set_rows(patients, key=lambda p: p.patient_id)
         self.patients_title.setText(f"<b>Today's patients</b> ({len(patients)})")
         if selected is None:
             return
@@ -311,10 +312,8 @@ class MainWindow(QMainWindow):
     # -- banners ------------------------------------------------------------------------
     def show_alert(self, alert: Alert) -> None:
         """A new alert: into the queue (on screen at once if none is), and the list."""
-        self.recent.insert(0, AlertRow(alert))
-        del self.recent[RECENT_ALERTS:]
-        self.alerts_model.set_rows(self.recent)
-        self.queue.add(alert)
+        self.queue.add(alert)  # first: the banner is what the doctor waits for
+        self.alerts_model.prepend(AlertRow(alert), RECENT_ALERTS)
         if toast_mode() and self.tray is not None:
             self.tray.showMessage("Clarion", f"{alert.patient_name}: {alert.headline}",
                                   QSystemTrayIcon.MessageIcon.Warning, 10000)
@@ -329,13 +328,11 @@ class MainWindow(QMainWindow):
             status += f": {DISMISS_WORDS.get(DismissReason(reason), reason).lower()}"
         elif event is AlertEventType.EXPIRED and reason:
             status += f" {reason}"
-        for row in self.recent:
+        for position, row in enumerate(self.alerts_model.rows):
             if row.alert.alert_id == alert.alert_id:
                 if row.status.split(":")[0] in ("waiting", "shown", "viewed"):
                     row.status = status
-                    self.alerts_model.dataChanged.emit(
-                        self.alerts_model.index(0, 0),
-                        self.alerts_model.index(len(self.recent) - 1, len(ALERT_COLUMNS) - 1))
+                    self.alerts_model.row_changed(position)
                 break
 
     def _painted(self, alert: Alert, painted_at: datetime) -> None:

@@ -21,6 +21,7 @@ from ui.qt import (
     QSortFilterProxyModel,
     Qt,
     QTableView,
+    QTimer,
     QWidget,
 )
 
@@ -51,10 +52,38 @@ class RowsModel(QAbstractTableModel, Generic[Row]):
         self.columns = list(columns)
         self.rows: list[Row] = []
 
-    def set_rows(self, rows: Sequence[Row]) -> None:
+    def set_rows(self, rows: Sequence[Row], key: Callable[[Row], Any] | None = None) -> None:
+        """Replace the rows. With `key`, rows that are the same ones in the same order
+        (only their values changed) are updated in place: the view keeps its selection
+        and scroll position and redraws only what changed, instead of a reset."""
+        rows = list(rows)
+        if key is not None and len(rows) == len(self.rows) and \
+                all(key(a) == key(b) for a, b in zip(rows, self.rows, strict=True)):
+            changed = [i for i, (a, b) in enumerate(zip(rows, self.rows, strict=True))
+                       if a != b]
+            self.rows = rows
+            if changed:
+                self.dataChanged.emit(self.index(min(changed), 0),
+                                      self.index(max(changed), len(self.columns) - 1))
+            return
         self.beginResetModel()
-        self.rows = list(rows)
+        self.rows = rows
         self.endResetModel()
+
+    def prepend(self, row: Row, limit: int) -> None:
+        """A new first row; the oldest beyond `limit` go."""
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self.rows.insert(0, row)
+        self.endInsertRows()
+        if len(self.rows) > limit:
+            self.beginRemoveRows(QModelIndex(), limit, len(self.rows) - 1)
+            del self.rows[limit:]
+            self.endRemoveRows()
+
+    def row_changed(self, position: int) -> None:
+        """The row at `position` changed in place."""
+        self.dataChanged.emit(self.index(position, 0),
+                              self.index(position, len(self.columns) - 1))
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt's
         return 0 if parent.isValid() else len(self.rows)
@@ -120,10 +149,16 @@ def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
     view.setAlternatingRowColors(True)
     view.verticalHeader().setVisible(False)
     header = view.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     for column in stretch:
         header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
     header.setStretchLastSection(not stretch)
+    # Columns fit their contents when the rows are replaced — once per burst, after
+    # whatever is painting now (a banner) — not on every change of a value or every new
+    # row, which would measure every row each time.
+    fit = QTimer(view, singleShot=True, interval=0)
+    fit.timeout.connect(view.resizeColumnsToContents)
+    model.modelReset.connect(fit.start)
     if sort_column is not None:
         view.sortByColumn(sort_column, Qt.SortOrder.DescendingOrder if descending
                           else Qt.SortOrder.AscendingOrder)
@@ -139,3 +174,9 @@ def selected_row(view: QTableView) -> Any:
 def row_at(view: QTableView, row: int) -> Any:
     """The core object shown in the view's `row` (in the view's sorted order)."""
     return view.model().index(row, 0).data(ROW_ROLE)
+
+
+def fit_column_to(view: QTableView, column: int, widest: str) -> None:
+    """A column as wide as `widest` (text), for tables whose rows come one at a time."""
+    margin = 2 * view.style().pixelMetric(view.style().PixelMetric.PM_FocusFrameHMargin) + 12
+    view.setColumnWidth(column, view.fontMetrics().horizontalAdvance(widest) + margin)

@@ -69,6 +69,7 @@ def running_app(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, Mai
     finally:
         window.queue.clear()
         service.stop()
+        clinic.close()
         engine.dispose()
 
 

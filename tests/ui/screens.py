@@ -111,6 +111,7 @@ def main(out: Path) -> int:
     window.queue.clear()
     window.close()
     service.stop()
+    clinic.close()
     engine.dispose()
     return 0
 

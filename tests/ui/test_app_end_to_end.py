@@ -58,6 +58,7 @@ def history(mrn: str) -> list[str]:
 
 
 def events(clinic: ClinicService, alert_id: str | None = None) -> list[tuple[str, str]]:
+    clinic.log.flush()  # what the window recorded goes through the log's writer thread
     with Session(clinic.engine) as session:
         query = select(AlertEvent).order_by(AlertEvent.id)
         if alert_id:

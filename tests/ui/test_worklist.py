@@ -27,7 +27,8 @@ def test_worklist_rows_sort_and_show_what_became_of_the_alert(
     send(port, adt("A04", "WL-B", "ER", 1))  # nothing on record: low, no banner
     qtbot.waitUntil(lambda: window.worklist_model.rowCount() == 2, timeout=10000)
     qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
-    qtbot.waitUntil(lambda: all(p.status for p in clinic.open_patients), timeout=10000)
+    qtbot.waitUntil(lambda: all(_cells(window, r)["Alert"] != "—" for r in range(2)),
+                    timeout=10000)  # both scored, and the worklist told
     header = window.worklist.horizontalHeader()
     risk_column = [c.header for c in WORKLIST_COLUMNS].index("Risk")
     window.worklist.sortByColumn(risk_column, Qt.SortOrder.DescendingOrder)

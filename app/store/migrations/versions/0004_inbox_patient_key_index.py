@@ -1,12 +1,14 @@
-"""index for the fast lane: a patient's received messages, in order
+"""the fast lane: a message's lane, and an index for a patient's received messages
 
 Revision ID: 0004
 Revises: 0003
 
-The listener stores each message's patient key at receipt; the fast lane (app/ingest.py)
-then processes "this patient's received messages up to this one" for a patient open on
-the workstation, which without the index would scan every received message.
+The listener stores each message's patient key at receipt, and marks the messages it
+hands to the fast lane (app/fastlane.py) so that the low-priority worker does not take
+them meanwhile; the fast lane then processes "this patient's received messages up to
+this one", which without the index would scan every received message.
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -16,9 +18,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("inbox_messages", sa.Column("lane", sa.String(8), nullable=False,
+                                              server_default=""))
     op.create_index("ix_inbox_patient_status_id", "inbox_messages",
                     ["patient_key", "status", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_inbox_patient_status_id", "inbox_messages")
+    with op.batch_alter_table("inbox_messages") as batch:
+        batch.drop_column("lane")

@@ -163,14 +163,15 @@ class DurableInbox:
             self._thread.join(timeout)
 
     def submit(self, raw: bytes, peer: str, assessment: Assessment,
-               received_at: datetime | None = None) -> Future[Receipt]:
+               received_at: datetime | None = None, patient_key: str = "",
+               lane: str = "") -> Future[Receipt]:
         """Queue a message for the next commit; the future resolves once it is durable."""
         future: Future[Receipt] = Future()
         if self._closed.is_set():
             future.set_exception(InboxClosed("the inbox is closed"))
             return future
         self._queue.put(_Pending(raw, peer, assessment, self._key(raw, assessment), future,
-                                 received_at or utcnow()))
+                                 received_at or utcnow(), None, patient_key, lane))
         return future
 
     def submit_async(self, raw: bytes, peer: str, assessment: Assessment,

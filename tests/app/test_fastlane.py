@@ -155,3 +155,35 @@ def test_the_worker_still_processes_everything_with_the_lane_on(config: Config) 
     assert statuses.count("processed") == 80
     for values in by_patient.values():
         assert values == sorted(values) and len(values) == 20  # in order, none twice
+
+
+def test_the_worker_leaves_the_lanes_messages_alone_for_a_while(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message handed to the fast lane is not taken by the low-priority worker (which
+    would hold the write lock the lane waits for) — unless the lane has not processed it
+    within the grace period, when the worker does: nothing is left behind."""
+    import app.ingest
+    from app.fastlane import FAST
+    from app.inbox import DurableInbox
+    from app.ingest import Processor
+    from integrations.hl7.receipt import assess
+
+    engine = open_store(config.database_url)
+    inbox = DurableInbox(engine)
+    inbox.start()
+    raw = oru("L1", "LANE", "120").encode()
+    inbox.submit(raw, "test", assess(raw), patient_key="p:lane", lane=FAST).result(30)
+    raw = oru("L2", "LANE", "121").encode()  # the same patient, not in the lane: waits too
+    inbox.submit(raw, "test", assess(raw), patient_key="p:lane").result(30)
+    inbox.stop()
+    worker = Processor(engine, config.ingest)
+    assert worker.process_pending() == 0
+    with Session(engine) as session:
+        assert set(session.scalars(select(InboxMessage.status))) == {"received"}
+    monkeypatch.setattr(app.ingest, "FAST_LANE_GRACE_S", 0.0)  # the lane never came
+    assert worker.process_pending() == 2
+    with Session(engine) as session:
+        values = session.scalars(select(ObservationRecord.value_num)
+                                 .order_by(ObservationRecord.id)).all()
+    engine.dispose()
+    assert values == [120.0, 121.0]

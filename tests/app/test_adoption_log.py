@@ -1,0 +1,43 @@
+"""The adoption log's writer thread: what the window records is written in order, a
+flush waits for it, and a failed write is said (logged), never dropped silently while
+the events after it still go."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.alerts import AdoptionLog, AlertEventType
+from app.config import Config
+from app.store.db import open_store
+from app.store.models import AlertEvent, Patient
+
+
+def test_later_writes_keep_order_and_say_what_failed(
+        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    engine = open_store(config.database_url)
+    at = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(Patient.__table__.insert().values(
+            id=1, family_name="X", given_name="Y", sex="F", race="", ethnicity="",
+            deceased=False, created_at=at, updated_at=at))
+    log = AdoptionLog(engine, config.workstation)
+    log.record("a1", AlertEventType.GENERATED, 1, at=at, model="t2d 1.0.0")
+    for event in (AlertEventType.DISPLAYED, AlertEventType.VIEWED):
+        log.record_later("a1", event, 1, at=at)
+    log.record_later("a1", AlertEventType.ACKNOWLEDGED, 1, at=at,
+                     detail={"not json": object()})  # cannot be written
+    log.record_later("a1", AlertEventType.SCREENING_COMPLETED, 1, at=at)
+    with caplog.at_level(logging.ERROR, logger="clarion"):
+        log.flush()
+    with Session(engine) as session:
+        written = session.scalars(select(AlertEvent.event).order_by(AlertEvent.id)).all()
+    assert written == ["generated", "displayed", "viewed", "screening_completed"]
+    assert any("acknowledged of alert a1 not written" in r.getMessage()
+               for r in caplog.records)
+    log.close()
+    engine.dispose()

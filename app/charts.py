@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from app.patient_view import TRENDS, TrendSpec
+from app.clinic.patient_view import TRENDS, TrendSpec
 
 Series = Sequence[tuple[datetime, float]]
 

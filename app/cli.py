@@ -145,7 +145,7 @@ def _store(config: Config) -> Engine:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from app.service import IngestService
+    from app.ingest.service import IngestService
 
     config = _load(args)
     if args.host:
@@ -400,8 +400,8 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from app.features import FeatureCache, utc_now
-    from app.scoring import Scorer
+    from app.clinic.features import FeatureCache, utc_now
+    from app.clinic.scoring import Scorer
     from app.store.models import Patient
 
     if not args.all and not args.mrn:
@@ -535,7 +535,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from app.stats import adoption, parse_since, render
+    from app.adoption.stats import adoption, parse_since, render
     from app.store.models import utcnow
 
     try:

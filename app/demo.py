@@ -116,10 +116,11 @@ def replay(port: int, history: list[bytes], today: list[list[bytes]],
 def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None] = print
                  ) -> dict[str, object]:
     """The whole demo without a screen. Returns the adoption figures at the end."""
-    from app.alerts import Alert, AlertEventType, DismissReason
-    from app.clinic import ClinicService
-    from app.service import IngestService
-    from app.stats import adoption, render
+    from app.adoption.log import AlertEventType, DismissReason
+    from app.adoption.stats import adoption, render
+    from app.clinic.alerts import Alert
+    from app.clinic.service import ClinicService
+    from app.ingest.service import IngestService
     from app.store.db import open_store
     from app.store.models import AlertEvent
     from engines.card import load_card

@@ -86,9 +86,9 @@ def run_condition(condition: str, alerts: int, rate: float) -> dict[str, Any]:
     """One condition in this process; returns the samples' summary."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from app import logs
-    from app.clinic import ClinicService
+    from app.clinic.service import ClinicService
     from app.config import Config
-    from app.service import IngestService
+    from app.ingest.service import IngestService
     from app.store.db import open_store
     from engines.card import load_card
     from engines.select import select_engine
@@ -224,7 +224,7 @@ def run_condition(condition: str, alerts: int, rate: float) -> dict[str, Any]:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    """Nearest rank, as app.stats.percentile (kept here: the baseline may lack it)."""
+    """Nearest rank, as app.adoption.stats.percentile (kept here: the baseline may lack it)."""
     if not values:
         return float("nan")
     ordered = sorted(values)

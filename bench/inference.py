@@ -20,7 +20,7 @@ groups; the app leaves out groups with nothing on record), and AUROC of each on 
 validation patients. Features: a patient with N stored results in a real SQLite store;
 "cold" builds the feature cache entry from the store, "cached" is the incremental refresh
 (no new rows) plus encoding, and "open patient" is the whole of what the app does when the
-doctor opens the patient (app.scoring.Scorer.score: cached features, the batched call with
+doctor opens the patient (app.clinic.scoring.Scorer.score: cached features, the batched call with
 the factors' occlusion rows, the factors in words).
 """
 
@@ -41,9 +41,9 @@ from sqlalchemy import Engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import logs  # noqa: E402
-from app.features import FeatureCache  # noqa: E402
-from app.scoring import Scorer  # noqa: E402
-from app.stats import percentile  # noqa: E402
+from app.adoption.stats import percentile  # noqa: E402
+from app.clinic.features import FeatureCache  # noqa: E402
+from app.clinic.scoring import Scorer  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import ModelCard, load_card  # noqa: E402
 from engines.inputs import INPUT_NAMES, ModelInput, collate, read_by_model  # noqa: E402

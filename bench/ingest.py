@@ -5,7 +5,7 @@
         .venv/bin/python bench/ingest.py
 
 Runs the real listener (asyncio thread) and durable inbox in this process, and the
-processor in its worker process (the default, app/worker.py); the senders run in a
+processor in its worker process (the default, app/ingest/worker.py); the senders run in a
 separate process (as the interface engine does), one thread per connection, each
 waiting for its ACK before sending the next message. Three busy processes (four with
 PostgreSQL) share the 2 cores, so figures move by 10-20 % from run to run. Every ACK means the raw bytes were committed
@@ -45,10 +45,10 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import logs  # noqa: E402
+from app.adoption.stats import percentile  # noqa: E402
 from app.config import Config  # noqa: E402
-from app.ingest import unprocessed  # noqa: E402
-from app.service import IngestService  # noqa: E402
-from app.stats import percentile  # noqa: E402
+from app.ingest.processor import unprocessed  # noqa: E402
+from app.ingest.service import IngestService  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from integrations.mllp import MllpClient  # noqa: E402
 

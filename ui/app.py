@@ -111,8 +111,8 @@ def _route_qt_messages(mode: Any, context: Any, message: str) -> None:
 
 def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa: C901
     """Start the app (or hand `args` to the running one). Returns the exit code."""
-    from app.clinic import ClinicService
-    from app.service import IngestService
+    from app.clinic.service import ClinicService
+    from app.ingest.service import IngestService
     from app.store.db import open_store
     from engines.card import load_card
     from engines.select import select_engine

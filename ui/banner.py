@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.alerts import DISMISS_WORDS, Alert, AlertEventType, DismissReason
+from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.clinic.alerts import Alert
 from ui.qt import (
     QAccessible,
     QAccessibleEvent,

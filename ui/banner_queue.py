@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.alerts import Alert, AlertEventType
+from app.adoption.log import AlertEventType
+from app.clinic.alerts import Alert
 from ui.banner import Banner, Recorder
 from ui.qt import QObject, QTimer, Signal
 

@@ -9,7 +9,7 @@ from ui.qt import QObject, Signal
 class Bridge(QObject):
     """Core → UI events. Connected once, in the main window."""
 
-    #: A new alert to show (app.alerts.Alert).
+    #: A new alert to show (app.clinic.alerts.Alert).
     alert = Signal(object)
     #: The open patients changed (list of app.clinic.OpenPatient).
     open_patients = Signal(object)

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.alerts import DISMISS_WORDS, Alert, AlertEventType, DismissReason
-from app.clinic import ClinicService, OpenPatient
+from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.clinic.alerts import Alert
+from app.clinic.service import ClinicService, OpenPatient
 from ui.banner import TIER_STYLE, Banner
 from ui.banner_queue import BannerQueue
 from ui.bridge import Bridge

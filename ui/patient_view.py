@@ -9,7 +9,7 @@ them out.
 from __future__ import annotations
 
 from app.charts import trend_figure
-from app.patient_view import AlertHistoryRow, PatientSummary
+from app.clinic.patient_view import AlertHistoryRow, PatientSummary
 from ui.banner import TIER_STYLE
 from ui.qt import (
     QFrame,

@@ -76,7 +76,7 @@ class WriteGate:
     and every sender waits for its ACK meanwhile. Here writers queue on a lock instead,
     and background work steps aside whenever urgent work is waiting. The lock and counters
     are multiprocessing primitives, so the gate also orders the processing worker process
-    (app/worker.py), which receives it when it is spawned.
+    (app/ingest/worker.py), which receives it when it is spawned.
     """
 
     QUIET_S = 0.003  # background work starts only after this long without urgent work ...

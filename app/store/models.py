@@ -109,7 +109,7 @@ class InboxMessage(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     patient_key: Mapped[str] = mapped_column(String(32), default="")  # pseudonym, for ordering
     # "fast": for a patient open on this workstation, handed to the fast lane at receipt
-    # (app/fastlane.py); the bulk worker leaves it alone for a grace period (migration 0004).
+    # (app/ingest/fastlane.py); the bulk worker leaves it alone for a grace period (migration 0004).
     lane: Mapped[str] = mapped_column(String(8), default="")
     duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
     last_duplicate_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from app.config import Config
-from app.ingest import PatientChanged, unprocessed
-from app.service import IngestService
+from app.ingest.processor import PatientChanged, unprocessed
+from app.ingest.service import IngestService
 from app.store.db import open_store
 
 
@@ -52,7 +52,7 @@ def ack_fields(ack: bytes | str) -> dict[str, list[str]]:
 
 def store_raw(engine: Engine, *messages: str | bytes, peer: str = "test") -> list[int]:
     """Put messages through receipt and the durable inbox (no socket); return inbox ids."""
-    from app.inbox import DurableInbox
+    from app.ingest.inbox import DurableInbox
     from integrations.hl7.receipt import assess
 
     inbox = DurableInbox(engine)

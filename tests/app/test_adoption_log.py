@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.alerts import AdoptionLog, AlertEventType
+from app.adoption.log import AdoptionLog, AlertEventType
 from app.config import Config
 from app.store.db import open_store
 from app.store.models import AlertEvent, Patient

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.ingest import PatientChanged
-from app.service import IngestService
+from app.ingest.processor import PatientChanged
+from app.ingest.service import IngestService
 from app.store.db import open_store
 from app.store.models import InboxMessage, ObservationRecord
 from integrations.hl7.header import read_header
@@ -162,10 +162,10 @@ def test_the_worker_leaves_the_lanes_messages_alone_for_a_while(
     """A message handed to the fast lane is not taken by the low-priority worker (which
     would hold the write lock the lane waits for) — unless the lane has not processed it
     within the grace period, when the worker does: nothing is left behind."""
-    import app.ingest
-    from app.fastlane import FAST
-    from app.inbox import DurableInbox
-    from app.ingest import Processor
+    import app.ingest.processor
+    from app.ingest.fastlane import FAST
+    from app.ingest.inbox import DurableInbox
+    from app.ingest.processor import Processor
     from integrations.hl7.receipt import assess
 
     engine = open_store(config.database_url)
@@ -180,7 +180,7 @@ def test_the_worker_leaves_the_lanes_messages_alone_for_a_while(
     assert worker.process_pending() == 0
     with Session(engine) as session:
         assert set(session.scalars(select(InboxMessage.status))) == {"received"}
-    monkeypatch.setattr(app.ingest, "FAST_LANE_GRACE_S", 0.0)  # the lane never came
+    monkeypatch.setattr(app.ingest.processor, "FAST_LANE_GRACE_S", 0.0)  # the lane never came
     assert worker.process_pending() == 2
     with Session(engine) as session:
         values = session.scalars(select(ObservationRecord.value_num)

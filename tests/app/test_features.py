@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
+from app.clinic.features import FeatureCache, dx_name, to_card_units
 from app.config import Config
-from app.features import FeatureCache, dx_name, to_card_units
-from app.ingest import Processor
+from app.ingest.processor import Processor
 from app.store.db import open_store
 from app.store.patients import find_by_identifier
 from engines.card import load_card

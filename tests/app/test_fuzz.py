@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.service import IngestService
+from app.ingest.service import IngestService
 from app.store.models import InboxMessage
 from integrations.mllp import MllpClient, frame
 from tests.app.helpers import ack_fields, running_service, wait_processed

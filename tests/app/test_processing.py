@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Config, IngestConfig
-from app.ingest import Processor
+from app.ingest.processor import Processor
 from app.store.db import open_store
 from app.store.models import InboxMessage, ObservationRecord
 from tests.app.helpers import hl7_message, store_raw
@@ -114,7 +114,7 @@ def test_content_error_is_quarantined_at_once(engine: Engine) -> None:
 
 
 def test_processor_thread_is_woken_by_the_inbox(engine: Engine) -> None:
-    from app.inbox import DurableInbox
+    from app.ingest.inbox import DurableInbox
     from integrations.hl7.receipt import assess
 
     processor = Processor(engine)

@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.cli import main
+from app.clinic.features import FeatureCache
+from app.clinic.scoring import GROUPS, Scorer, _occlude
 from app.config import Config
-from app.features import FeatureCache
-from app.ingest import Processor
-from app.scoring import GROUPS, Scorer, _occlude
+from app.ingest.processor import Processor
 from app.store.db import open_store
 from app.store.patients import find_by_identifier
 from engines.card import load_card

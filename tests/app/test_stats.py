@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.exc import DBAPIError
 
-from app.alerts import AdoptionLog, AlertEventType
+from app.adoption.log import AdoptionLog, AlertEventType
+from app.adoption.stats import adoption, parse_since
 from app.cli import main
 from app.config import Config, WorkstationConfig
-from app.stats import adoption, parse_since
 from app.store.db import open_store
 from app.store.models import AlertEvent, Patient
 
@@ -89,8 +89,8 @@ def test_log_is_append_only(engine: Engine) -> None:
 
 
 def test_alert_latency_stages() -> None:
-    from app.alerts import Alert
-    from app.scoring import Score
+    from app.clinic.alerts import Alert
+    from app.clinic.scoring import Score
 
     score = Score("t2d_12m", "Type 2 diabetes", 0.4, "high", "High risk", ())
     alert = Alert("a", 1, "X, Y", "1960-01-01", "M (H)", score, "high", "High risk", "t2d",

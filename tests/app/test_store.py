@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.ingest import PatientChanged, Processor
+from app.ingest.processor import PatientChanged, Processor
 from app.store.db import open_store
 from app.store.models import Encounter, InboxMessage, Patient
 from app.store.patients import find_by_identifier, timeline
@@ -150,7 +150,7 @@ def test_feature_cache_reads_new_rows_through_an_index(tmp_path: Path) -> None:
     # Opening a patient asks for their rows after the last id seen; without the
     # (patient_id, id) indexes that scanned and sorted the patient's whole history.
     # Checked on SQLite, the workstation store (PostgreSQL plans by table statistics).
-    from app.features import _DIAGNOSES_AFTER, _RESULTS_AFTER
+    from app.clinic.features import _DIAGNOSES_AFTER, _RESULTS_AFTER
 
     engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
     with engine.connect() as connection:

@@ -19,10 +19,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.ingest import PatientChanged
+from app.ingest.processor import PatientChanged
+from app.ingest.worker import WorkerProcess
 from app.store.db import make_engine, open_store
 from app.store.models import InboxMessage
-from app.worker import WorkerProcess
 from tests.app.helpers import hl7_message, store_raw
 
 
@@ -133,7 +133,7 @@ ORPHAN = """
 import sys, time
 from app.config import IngestConfig
 from app.store.db import open_store
-from app.worker import WorkerProcess
+from app.ingest.worker import WorkerProcess
 
 engine = open_store(sys.argv[1])
 worker = WorkerProcess(engine, IngestConfig(feed_timezone="UTC"))

@@ -13,9 +13,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from app.clinic import ClinicService  # noqa: E402
+from app.clinic.service import ClinicService  # noqa: E402
 from app.config import Config  # noqa: E402
-from app.service import IngestService  # noqa: E402
+from app.ingest.service import IngestService  # noqa: E402
 from app.store.db import open_store  # noqa: E402
 from engines.card import load_card  # noqa: E402
 from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402

@@ -23,9 +23,9 @@ from typing import Any
 
 def main(out: Path) -> int:
     from app import logs
-    from app.clinic import ClinicService
+    from app.clinic.service import ClinicService
     from app.config import Config
-    from app.service import IngestService
+    from app.ingest.service import IngestService
     from app.store.db import open_store
     from engines.card import load_card
     from engines.onnxruntime import OnnxRuntimeEngine

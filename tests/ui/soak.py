@@ -24,10 +24,10 @@ from pathlib import Path
 
 def main(patients: int, out: Path) -> int:
     from app import logs
-    from app.alerts import DismissReason
-    from app.clinic import ClinicService
+    from app.adoption.log import DismissReason
+    from app.clinic.service import ClinicService
     from app.config import Config
-    from app.service import IngestService
+    from app.ingest.service import IngestService
     from app.store.db import open_store
     from engines.card import load_card
     from engines.onnxruntime import OnnxRuntimeEngine

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.alerts import DismissReason
-from app.clinic import ClinicService
+from app.adoption.log import DismissReason
+from app.clinic.service import ClinicService
 from app.config import Config
 from app.store.models import AlertEvent
 from integrations.mllp import MllpClient

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.alerts import Alert, AlertEventType, DismissReason
-from app.scoring import Factor, Score
+from app.adoption.log import AlertEventType, DismissReason
+from app.clinic.alerts import Alert
+from app.clinic.scoring import Factor, Score
 from engines.card import Screening
 from ui.banner import Banner
 from ui.qt import Qt

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.alerts import AlertEventType, DismissReason
+from app.adoption.log import AlertEventType, DismissReason
 from tests.ui.test_banner import Recorder, make_alert
 from ui.banner import Banner
 from ui.banner_queue import BannerQueue

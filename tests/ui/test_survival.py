@@ -14,7 +14,7 @@ import sys
 
 CHILD = r"""
 import os, sys, threading
-import app.clinic, ui.main_window  # the app's modules loaded, as in the app
+import app.clinic.service, ui.main_window  # the app's modules loaded, as in the app
 from ui.bridge import Bridge
 from ui.qt import QApplication
 qapp = QApplication([])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.alerts import DismissReason
-from app.clinic import ClinicService
+from app.adoption.log import DismissReason
+from app.clinic.service import ClinicService
 from tests.ui.test_app_end_to_end import adt, history, oru, send
 from ui.main_window import ALERT_COLUMNS, WORKLIST_COLUMNS, MainWindow
 from ui.qt import Qt

@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 
 The listener stores each message's patient key at receipt, and marks the messages it
-hands to the fast lane (app/fastlane.py) so that the low-priority worker does not take
+hands to the fast lane (app/ingest/fastlane.py) so that the low-priority worker does not take
 them meanwhile; the fast lane then processes "this patient's received messages up to
 this one", which without the index would scan every received message.
 """

@@ -44,7 +44,7 @@ FAST_LANE_GRACE_S = 10.0  # the fast lane's messages wait this long before the w
 
 class Signal(Protocol):
     """What the processor needs of an event: threading.Event here, or the worker process's
-    WakeSignal and StopFlag (app/worker.py)."""
+    WakeSignal and StopFlag (app/ingest/worker.py)."""
 
     def set(self) -> None: ...
     def clear(self) -> None: ...

@@ -20,21 +20,13 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from app import logs
-from app.alerts import (
-    DISMISS_WORDS,
-    AdoptionLog,
-    Alert,
-    AlertEventType,
-    AlertPolicy,
-    DismissReason,
-    alert_detail,
-    new_alert_id,
-)
+from app.adoption.log import DISMISS_WORDS, AdoptionLog, AlertEventType, DismissReason
+from app.clinic.alerts import Alert, AlertPolicy, alert_detail, new_alert_id
+from app.clinic.features import FeatureCache
+from app.clinic.patient_view import PatientSummary, age_on, alert_history, trends_of
+from app.clinic.scoring import Scorer
 from app.config import Config
-from app.features import FeatureCache
-from app.ingest import PatientChanged
-from app.patient_view import PatientSummary, age_on, alert_history, trends_of
-from app.scoring import Scorer
+from app.ingest.processor import PatientChanged
 from app.store.models import Patient, PatientIdentifier, utcnow
 from app.store.patients import find_by_identifier
 from engines.card import ModelCard

@@ -2,11 +2,11 @@
 
 Parsing and applying a message costs several times what receiving it does, and in one
 process both would share one interpreter lock: a burst of processing would delay ACKs.
-`WorkerProcess` runs the same `Processor` (app/ingest.py) in a child process started with
+`WorkerProcess` runs the same `Processor` (app/ingest/processor.py) in a child process started with
 "spawn" (as on Windows), at a lower CPU priority where the platform allows it:
 
 - the parent wakes it when the inbox commits something (`WakeSignal`, a semaphore), and
-  it polls anyway, so a lost wake-up costs at most `POLL_S` (app/ingest.py);
+  it polls anyway, so a lost wake-up costs at most `POLL_S` (app/ingest/processor.py);
 - on SQLite it shares the parent's write gate, so the inbox writer still goes first;
 - what it reports — patient changes and its log records — comes back over one queue and
   is handed to the parent's callback and loggers on the parent's reader thread (one log
@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 
 from app import logs
 from app.config import IngestConfig
-from app.ingest import PatientChanged, Processor
+from app.ingest.processor import PatientChanged, Processor
 from app.store.db import WriteGate, make_engine, share_write_gate, write_gate
 
 PARENT_CHECK_S = 0.5  # how often the worker looks whether its parent is still there

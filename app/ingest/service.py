@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 
 from app import logs
 from app.config import Config
-from app.fastlane import FAST, FastLane
-from app.inbox import DurableInbox
-from app.ingest import PatientChanged, Processor, unprocessed
+from app.ingest.fastlane import FAST, FastLane
+from app.ingest.inbox import DurableInbox
+from app.ingest.processor import PatientChanged, Processor, unprocessed
+from app.ingest.worker import WorkerProcess
 from app.store.models import InboxStatus, utcnow
-from app.worker import WorkerProcess
 from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import Assessment, assess
 from integrations.hl7.routing import Routing, read_routing

@@ -10,9 +10,9 @@ from datetime import date, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.alerts import DISMISS_WORDS, AlertEventType, DismissReason
-from app.features import PatientFeatures
-from app.scoring import Score
+from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.clinic.features import PatientFeatures
+from app.clinic.scoring import Score
 from app.store.models import AlertEvent
 
 

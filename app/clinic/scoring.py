@@ -21,7 +21,7 @@ from datetime import datetime
 
 import numpy as np
 
-from app.features import FeatureCache, PatientFeatures
+from app.clinic.features import FeatureCache, PatientFeatures
 from engines.base import Engine
 from engines.card import ModelCard
 from engines.inputs import ModelInput, collate

@@ -1,6 +1,6 @@
 """The fast lane: what the clinician is looking at does not wait behind bulk processing.
 
-The processing worker (app/worker.py) runs at the lowest CPU priority, so that a burst of
+The processing worker (app/ingest/worker.py) runs at the lowest CPU priority, so that a burst of
 history never holds up receipt; on a busy workstation that put the result a doctor was
 waiting for seconds behind every other program. The listener reads each message's
 routing at receipt (integrations/hl7/routing.py); a message for a patient open here, or
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from app import logs
 from app.config import IngestConfig
-from app.ingest import PatientChanged, Processor
+from app.ingest.processor import PatientChanged, Processor
 from app.store.db import make_engine
 
 FAST = "fast"  # the inbox's lane for these messages (the bulk worker leaves them alone)

@@ -1,0 +1,1 @@
+"""What became of every alert: the append-only log and the figures read from it."""

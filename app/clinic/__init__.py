@@ -1,0 +1,1 @@
+"""The open-patient context, features, scoring and the alert policy."""

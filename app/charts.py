@@ -2,18 +2,62 @@
 computed, shown in the patient view (`FigureCanvasQTAgg`) and reusable in a PDF report.
 
 Only `matplotlib.figure.Figure` is used — no pyplot, so no global state and no GUI
-backend is chosen here.
+backend is chosen here. The trend panels' ranges and thresholds live here too, as data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from app.clinic.patient_view import TRENDS, TrendSpec
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A range drawn behind a trend: the reference range, or a diagnostic zone."""
+
+    low: float | None
+    high: float | None
+    label: str
+    colour: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrendSpec:
+    """One trend panel: which inputs, in which unit, against which ranges and thresholds."""
+
+    title: str
+    unit: str
+    series: tuple[tuple[str, str], ...]  # (input name, legend label)
+    bands: tuple[Band, ...]
+    thresholds: tuple[tuple[float, str], ...]  # (value, label): a diagnostic cut-off line
+
+
+GREEN, AMBER, RED = "#e3f1e4", "#fff1d6", "#fbe0e0"
+
+# Ranges and thresholds as the guidelines give them (ADA Standards of Care 2025 for
+# glycaemia; WHO for BMI; ACC/AHA 2017 for blood pressure).
+TRENDS: tuple[TrendSpec, ...] = (
+    TrendSpec("HbA1c", "%", (("hba1c", "HbA1c"),),
+              (Band(None, 5.7, "normal < 5.7", GREEN), Band(5.7, 6.5, "prediabetes 5.7–6.4", AMBER),
+               Band(6.5, None, "diabetes ≥ 6.5", RED)),
+              ((6.5, "diabetes ≥ 6.5 %"),)),
+    TrendSpec("Fasting glucose", "mg/dL", (("fpg", "fasting glucose"),),
+              (Band(70, 100, "normal 70–99", GREEN), Band(100, 126, "prediabetes 100–125", AMBER),
+               Band(126, None, "diabetes ≥ 126", RED)),
+              ((126, "diabetes ≥ 126 mg/dL"),)),
+    TrendSpec("BMI", "kg/m²", (("bmi", "BMI"),),
+              (Band(18.5, 25, "healthy 18.5–24.9", GREEN), Band(25, 30, "overweight 25–29.9", AMBER),
+               Band(30, None, "obesity ≥ 30", RED)),
+              ((30, "obesity ≥ 30"),)),
+    TrendSpec("Blood pressure", "mm Hg", (("sbp", "systolic"), ("dbp", "diastolic")),
+              (Band(None, 120, "systolic normal < 120", GREEN),),
+              ((130, "stage 1 hypertension ≥ 130/80"), (80, ""))),
+)
 
 Series = Sequence[tuple[datetime, float]]
 
@@ -22,6 +66,11 @@ def trend_figure(values: Mapping[str, Series], specs: Sequence[TrendSpec] = TREN
                  width_in: float = 6.4, height_in: float = 5.6) -> Figure:
     """One small panel per trend, the ranges shaded and the thresholds drawn; a panel
     with no values says so instead of drawing empty axes."""
+    # Imported here: matplotlib is slow to import, and the data above (the ranges) is read
+    # by code that never draws.
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width_in, height_in), layout="constrained")
     axes = figure.subplots(len(specs), 1, squeeze=False, sharex=True)[:, 0]
     dates = [when for spec in specs for name, _ in spec.series

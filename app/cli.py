@@ -112,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--since", default="30d", help="window, e.g. 30d, 12h, 2w (default 30d)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--by", choices=["department", "workstation", "clinician", "model", "tier",
+                                    "week"], help="the figures per group")
+    p.add_argument("--names", action="store_true",
+                   help="clinicians by name (default: pseudonyms)")
+
+    p = sub.add_parser("report", help="adoption report for a committee (PDF) and exports (CSV)")
+    _common(p)
+    p.add_argument("--since", default="30d", help="window, e.g. 30d, 2w (default 30d)")
+    p.add_argument("--pdf", type=Path, help="write the report here")
+    p.add_argument("--csv", type=Path, help="write the event table and daily figures here")
+    p.add_argument("--department", help="only this department")
+    p.add_argument("--names", action="store_true",
+                   help="clinicians by name (default: pseudonyms)")
+
+    p = sub.add_parser("dashboard", help="the adoption dashboard (a window)")
+    _common(p)
 
     p = sub.add_parser("app", help="the desktop app (what `clarion` with no command runs)")
     _common(p)
@@ -544,9 +560,62 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"clarion stats: {exc}", file=sys.stderr)
         return 2
     config = _load(args)
-    figures = adoption(_store(config), utcnow() - span)
+    engine = _store(config)
+    since = utcnow() - span
+    if args.by:
+        from app.adoption.stats import breakdown, render_breakdown
+
+        rows = breakdown(engine, since, args.by, pseudonyms=not args.names)
+        print(json.dumps(rows, indent=2) if args.json else render_breakdown(args.by, rows))
+        return 0
+    from app.adoption import anomaly
+
+    figures = adoption(engine, since)
+    figures["anomalies"] = [a.words for a in anomaly.check(engine, days=max(span.days, 1))]
     print(json.dumps(figures, indent=2) if args.json else render(figures))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.adoption.figures import Filters
+    from app.adoption.report import build, write_csv, write_pdf
+    from app.adoption.stats import parse_since
+    from app.store.models import utcnow
+    from engines.card import load_card
+
+    try:
+        span = parse_since(args.since)
+    except ValueError as exc:
+        print(f"clarion report: {exc}", file=sys.stderr)
+        return 2
+    if not args.pdf and not args.csv:
+        print("clarion report: say where: --pdf FILE and/or --csv DIR", file=sys.stderr)
+        return 2
+    config = _load(args)
+    engine = _store(config)
+    filters = Filters(since=utcnow() - span, department=args.department)
+    report = build(engine, filters, pseudonyms=not args.names)
+    if args.pdf:
+        card = load_card("t2d")
+        path = write_pdf(report, args.pdf, args.department or config.workstation.department,
+                         f"{card.display} {card.version}: {card.disclaimer}")
+        print(f"wrote {path} ({report.overall.alerts} alerts, "
+              f"{len(report.anomalies)} anomalies)")
+    if args.csv:
+        for path in write_csv(engine, report, args.csv):
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if not _need_display("dashboard"):
+        return 2
+    config = _load(args)
+    runner = getattr(args, "dashboard", None)
+    if runner is None:
+        raise ConfigError("the dashboard is not available in this entry point; run the "
+                          "`clarion` command installed with Clarion")
+    return int(runner(config))
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -560,19 +629,22 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None) -> int:
-    """The `clarion` command. `gui` runs the desktop app (given by ui.launcher)."""
+def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
+         dashboard: Callable[[Config], int] | None = None) -> int:
+    """The `clarion` command. `gui` runs the desktop app and `dashboard` the adoption
+    dashboard (both given by ui.launcher: the core never imports Qt)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("clarion://"):  # the OS hands a launch link over as is
         argv = ["app", *argv]
     args = parser.parse_args(argv or ["app"])
     args.gui = gui
+    args.dashboard = dashboard
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
         "score": cmd_score, "model": cmd_model_report, "demo": cmd_demo, "open": cmd_open,
-        "stats": cmd_stats, "app": cmd_app,
+        "stats": cmd_stats, "app": cmd_app, "report": cmd_report, "dashboard": cmd_dashboard,
     }
     try:
         return handlers[args.command](args)

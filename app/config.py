@@ -117,6 +117,13 @@ class WorkstationConfig(_Section):
                                  "ids routed here")
 
 
+class RolesConfig(_Section):
+    """Who may do what beyond a clinician's work."""
+
+    admins: list[str] = Field(default_factory=list, description="OS user names that may open "
+                              "the adoption dashboard from the tray and the main window")
+
+
 class LoggingConfig(_Section):
     """Log output. Logs never carry names, MRNs or results."""
 
@@ -138,6 +145,7 @@ class Config(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     workstation: WorkstationConfig = Field(default_factory=WorkstationConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 

@@ -22,4 +22,4 @@ def test_import_linter_contracts_hold(capsys: pytest.CaptureFixture[str]) -> Non
         os.chdir(cwd)
     output = capsys.readouterr().out
     assert exit_code == 0, output
-    assert "Contracts: 2 kept, 0 broken" in output
+    assert "Contracts: 3 kept, 0 broken" in output

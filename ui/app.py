@@ -105,6 +105,15 @@ class InstanceServer:
         socket.flush()
 
 
+def is_admin(config: Config) -> bool:
+    """Whether this OS user may open the adoption dashboard ([roles] admins)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        return False
+    return user in config.roles.admins
+
+
 def _route_qt_messages(mode: Any, context: Any, message: str) -> None:
     qt_log.warning("Qt: %s", message)
 
@@ -159,8 +168,23 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         tray.setContextMenu(menu)
         tray.setToolTip(f"Clarion — listening on {listening}")
     window = MainWindow(clinic, bridge, listening, tray)
+    dashboards: list[Any] = []
+
+    def open_dashboard() -> None:
+        from ui.dashboard import open_dashboard as make
+
+        if not dashboards:
+            dashboards.append(make(engine, config))
+        dashboards[0].showNormal()
+        dashboards[0].raise_()
+
+    admin = is_admin(config)
+    if admin:
+        window.enable_dashboard(open_dashboard)
     if tray is not None:
         menu.addAction("Show Clarion", window.showNormal)
+        if admin:
+            menu.addAction("Adoption dashboard…", open_dashboard)
         menu.addAction("Quit", app.quit)
         tray.activated.connect(lambda _reason: window.showNormal())
         tray.show()

@@ -12,8 +12,9 @@ from app.cli import main as cli_main
 
 def main() -> int:
     from ui.app import run_app
+    from ui.dashboard import run_dashboard
 
-    return cli_main(gui=run_app)
+    return cli_main(gui=run_app, dashboard=run_dashboard)
 
 
 if __name__ == "__main__":

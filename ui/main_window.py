@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +43,7 @@ from ui.qt import (
 )
 from ui.tables import Column, RowsModel, fit_column_to, row_at, selected_row, table_view
 
+WORKLIST_DELAY_MS = 100  # the worklist follows the feed at most this late, in one step
 FEED_QUIET_S = 15 * 60  # no message for this long: the feed may be down; say so
 OK, WARN, BAD = "#2e7d32", "#b35c00", "#b00020"
 
@@ -196,7 +198,10 @@ class MainWindow(QMainWindow):
         self.banner.painted.connect(self._painted)
 
         bridge.alert.connect(self.show_alert)
-        bridge.open_patients.connect(self.refresh_patients)
+        self._pending_patients: list[OpenPatient] | None = None
+        self._worklist_timer = QTimer(self, singleShot=True, interval=WORKLIST_DELAY_MS)
+        self._worklist_timer.timeout.connect(self._apply_patients)
+        bridge.open_patients.connect(self.patients_changed)
         bridge.problem.connect(self.show_problem)
         self.search.returnPressed.connect(self.run_search)
         self.results.activated.connect(lambda _index: self.open_result())
@@ -252,6 +257,19 @@ class MainWindow(QMainWindow):
         self.refresh_status()
 
     # -- the worklist and the patient view ----------------------------------------------
+    def patients_changed(self, patients: list[OpenPatient]) -> None:
+        """The open patients changed: shown within `WORKLIST_DELAY_MS`, the latest list
+        only — a busy feed changes them many times a second, and the banner (which
+        arrives at the same moment) goes first."""
+        self._pending_patients = patients
+        if not self._worklist_timer.isActive():
+            self._worklist_timer.start()
+
+    def _apply_patients(self) -> None:
+        if self._pending_patients is not None:
+            patients, self._pending_patients = self._pending_patients, None
+            self.refresh_patients(patients)
+
     def refresh_patients(self, patients: list[OpenPatient]) -> None:
         selected = selected_row(self.worklist)
         self.worklist_model.set_rows(patients, key=lambda p: p.patient_id)
@@ -339,6 +357,13 @@ class MainWindow(QMainWindow):
     def _painted(self, alert: Alert, painted_at: datetime) -> None:
         self._record(alert, AlertEventType.DISPLAYED, "",
                      "", {"latency_ms": alert.latency_at(painted_at)})
+
+    def enable_dashboard(self, open_dashboard: Callable[[], object]) -> None:
+        """For admins: the adoption dashboard from the menu (and Ctrl+Shift+D)."""
+        menu = self.menuBar().addMenu("&Admin")
+        action = menu.addAction("Adoption &dashboard…")
+        action.setShortcut(QKeySequence("Ctrl+Shift+D"))
+        action.triggered.connect(lambda _=False: open_dashboard())
 
     def focus_banner(self) -> None:
         """Keyboard users reach the banner with Ctrl+Shift+B."""

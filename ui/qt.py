@@ -39,6 +39,8 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket  # noqa: E402, F401
 from PySide6.QtWidgets import (  # noqa: E402, F401
     QAbstractItemView,
     QApplication,
+    QComboBox,
+    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,

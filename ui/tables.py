@@ -29,6 +29,7 @@ Row = TypeVar("Row")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 Index = QModelIndex | QPersistentModelIndex
+RESIZE_ROWS = 40
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
     view.verticalHeader().setVisible(False)
     header = view.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    # Fitting columns measures at most this many rows (Qt's own knob), so a long list
+    # costs what a short one does.
+    header.setResizeContentsPrecision(RESIZE_ROWS)
     for column in stretch:
         header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
     header.setStretchLastSection(not stretch)

@@ -11,53 +11,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.charts import TRENDS
 from app.clinic.features import PatientFeatures
 from app.clinic.scoring import Score
 from app.store.models import AlertEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Band:
-    """A range drawn behind a trend: the reference range, or a diagnostic zone."""
-
-    low: float | None
-    high: float | None
-    label: str
-    colour: str
-
-
-@dataclass(frozen=True, slots=True)
-class TrendSpec:
-    """One trend panel: which inputs, in which unit, against which ranges and thresholds."""
-
-    title: str
-    unit: str
-    series: tuple[tuple[str, str], ...]  # (input name, legend label)
-    bands: tuple[Band, ...]
-    thresholds: tuple[tuple[float, str], ...]  # (value, label): a diagnostic cut-off line
-
-
-GREEN, AMBER, RED = "#e3f1e4", "#fff1d6", "#fbe0e0"
-
-# Ranges and thresholds as the guidelines give them (ADA Standards of Care 2025 for
-# glycaemia; WHO for BMI; ACC/AHA 2017 for blood pressure).
-TRENDS: tuple[TrendSpec, ...] = (
-    TrendSpec("HbA1c", "%", (("hba1c", "HbA1c"),),
-              (Band(None, 5.7, "normal < 5.7", GREEN), Band(5.7, 6.5, "prediabetes 5.7–6.4", AMBER),
-               Band(6.5, None, "diabetes ≥ 6.5", RED)),
-              ((6.5, "diabetes ≥ 6.5 %"),)),
-    TrendSpec("Fasting glucose", "mg/dL", (("fpg", "fasting glucose"),),
-              (Band(70, 100, "normal 70–99", GREEN), Band(100, 126, "prediabetes 100–125", AMBER),
-               Band(126, None, "diabetes ≥ 126", RED)),
-              ((126, "diabetes ≥ 126 mg/dL"),)),
-    TrendSpec("BMI", "kg/m²", (("bmi", "BMI"),),
-              (Band(18.5, 25, "healthy 18.5–24.9", GREEN), Band(25, 30, "overweight 25–29.9", AMBER),
-               Band(30, None, "obesity ≥ 30", RED)),
-              ((30, "obesity ≥ 30"),)),
-    TrendSpec("Blood pressure", "mm Hg", (("sbp", "systolic"), ("dbp", "diastolic")),
-              (Band(None, 120, "systolic normal < 120", GREEN),),
-              ((130, "stage 1 hypertension ≥ 130/80"), (80, ""))),
-)
 
 TREND_INPUTS = tuple(name for spec in TRENDS for name, _ in spec.series)
 # The event that settles an alert, in the words of the history table.

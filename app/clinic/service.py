@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app import logs
 from app.adoption.log import DISMISS_WORDS, AdoptionLog, AlertEventType, DismissReason
 from app.clinic.alerts import Alert, AlertPolicy, alert_detail, new_alert_id
-from app.clinic.features import FeatureCache
+from app.clinic.features import LOINC, FeatureCache
 from app.clinic.patient_view import PatientSummary, age_on, alert_history, trends_of
 from app.clinic.scoring import Scorer
 from app.config import Config
@@ -34,6 +34,9 @@ from engines.select import Selection
 from integrations.hl7.routing import Routing
 
 OPENING_TRIGGERS = ("A01", "A04", "A02")
+# A screening result in the prediabetes or diabetes range counts as abnormal, for the
+# yield of the recommendation (ADA Standards of Care 2025, Section 2): card units.
+ABNORMAL_FROM = {"hba1c": 5.7, "fpg": 100.0}
 CLOSING_TRIGGERS = ("A03",)
 
 
@@ -87,6 +90,7 @@ class ClinicService:
         # reading it needs no lock.
         self._open_identifiers: frozenset[tuple[str, str]] = frozenset()
         self._identifiers: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._last_routing: dict[int, int] = {}  # patient → inbox id of the last ADT applied
         self._lock = threading.RLock()
         self.on_alert: list[Callable[[Alert], None]] = []
         self.on_open_changed: list[Callable[[list[OpenPatient]], None]] = []
@@ -221,6 +225,16 @@ class ClinicService:
         if change.trigger == "A40":
             self.features.invalidate()
         if change.message_type == "ADT" and self._routed_here(change):
+            # Changes reach us from two processors (the fast lane and the worker process),
+            # each in order, but not in order with each other: an arrival delivered after
+            # the same patient's later discharge must not reopen them. Inbox ids follow
+            # the order of receipt.
+            with self._lock:
+                if change.message_id <= self._last_routing.get(change.patient_id, 0):
+                    logs.alerts.info("patient %s: routing message %d older than one already "
+                                     "applied; ignored", change.patient_id, change.message_id)
+                    return
+                self._last_routing[change.patient_id] = change.message_id
             if change.trigger in OPENING_TRIGGERS:
                 self.open_patient(change.patient_id, "adt", received_at=change.received_at,
                                   location=change.location)
@@ -228,21 +242,29 @@ class ClinicService:
             if change.trigger in CLOSING_TRIGGERS:
                 self.close_patient(change.patient_id)
                 return
-        if change.loincs:
-            self._close_loop(change)
         with self._lock:
             is_open = change.patient_id in self._open
         if is_open and change.message_type == "ORU":
             self.evaluate(change.patient_id, utcnow(), change.received_at, change.processed_at)
+        if change.loincs:  # after the banner: closing the loop is not what anyone waits for
+            self._close_loop(change)
 
     def _close_loop(self, change: PatientChanged) -> None:
         since = change.processed_at - timedelta(days=365)  # follow-through counts for a year
+        latest: dict[str, float] | None = None
         for alert_id, loincs in self.log.open_recommendations(change.patient_id, since):
             done = sorted(set(loincs) & set(change.loincs))
             if done:
+                if latest is None:  # the results' values, for the yield (abnormal or not)
+                    features = self.features.get(change.patient_id)
+                    latest = {name: values[0][1] for name in ABNORMAL_FROM
+                              if (values := features.values_of(name))}
+                inputs = {LOINC[c] for c in done if c in LOINC} & set(ABNORMAL_FROM)
+                known = [latest[n] >= ABNORMAL_FROM[n] for n in inputs if n in latest]
                 self.log.record(alert_id, AlertEventType.SCREENING_COMPLETED, change.patient_id,
                                 at=change.processed_at, model=self.model,
-                                reason="result received: " + ", ".join(done))
+                                reason="result received: " + ", ".join(done),
+                                detail={"abnormal": any(known)} if known else {})
 
     # -- scoring and policy -----------------------------------------------------------
     def evaluate(self, patient_id: int, now: datetime, received_at: datetime | None = None,

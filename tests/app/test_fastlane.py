@@ -187,3 +187,38 @@ def test_the_worker_leaves_the_lanes_messages_alone_for_a_while(
                                  .order_by(ObservationRecord.id)).all()
     engine.dispose()
     assert values == [120.0, 121.0]
+
+
+def test_a_late_arrival_does_not_reopen_a_discharged_patient(config: Config) -> None:
+    """Changes come from two processors, each in order but not with each other: the
+    clinic applies a patient's routing by inbox order, so an A04 delivered after the
+    same patient's later A03 is ignored."""
+    from dataclasses import replace
+
+    from app.clinic.service import ClinicService
+    from engines.card import load_card
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.select import Candidate, Selection
+    from tests.app.helpers import store_raw
+
+    config.workstation.locations = ["ER"]
+    engine = open_store(config.database_url)
+    adt = hl7_message("MSH|^~\\&|ADT|H|C|W|20260601||ADT^A04|LATE1|P|2.5",
+                      "PID|1||LATE^^^H^MR||Doe^Jane", "PV1|1|E|ER^1^1")
+    store_raw(engine, adt)
+    seen: list[PatientChanged] = []
+    from app.ingest.processor import Processor
+
+    Processor(engine, config.ingest, seen.append).process_pending()
+    card = load_card("t2d")
+    reference = OnnxRuntimeEngine(card)
+    reference.load()
+    clinic = ClinicService(config, engine, card,
+                           Selection(reference, [Candidate(reference.name, True, "test")]))
+    arrival = seen[0]
+    discharge = replace(arrival, message_id=arrival.message_id + 1, trigger="A03")
+    clinic.on_patient_changed(discharge)  # the discharge reached us first ...
+    clinic.on_patient_changed(arrival)  # ... and the arrival came late
+    assert clinic.open_patients == []
+    clinic.close()
+    engine.dispose()

@@ -78,7 +78,7 @@ def main(out: Path) -> int:
                     adt("A04", mrn, "ER", n)]
         send(port, *[m.replace("Quixote^Alonso", name) for m in messages])
     service.wait_settled(30)
-    pump(10, lambda: len(window.queue) == 3)
+    pump(10, lambda: len(window.queue) == 3 and window.worklist_model.rowCount() == 3)
     window.select_patient(window.queue.current.patient_id)
     pump(2, lambda: window.patient_view.summary is not None)
     pump(1.0)  # the patient view's chart and the banner painted
@@ -116,5 +116,54 @@ def main(out: Path) -> int:
     return 0
 
 
+def dashboard(out: Path) -> int:
+    """The adoption dashboard on a generated 60-day log with a feed outage: a PNG."""
+    from datetime import UTC, datetime, timedelta
+
+    from app import logs
+    from app.adoption.synthetic import write_log
+    from app.config import Config
+    from app.store.db import open_store
+    from ui.dashboard import Dashboard
+    from ui.qt import QApplication
+
+    app = QApplication([])
+    folder = Path(tempfile.mkdtemp())
+    logs.load_pseudonym_key(folder)
+    engine = open_store(f"sqlite:///{folder / 'log.db'}")
+    today = datetime.now(UTC).date()
+    outage = next(today - timedelta(days=d) for d in range(9, 16)
+                  if (today - timedelta(days=d)).weekday() == 2)
+    write_log(engine, today - timedelta(days=1), days=60, feed_outages=[outage])
+    window = Dashboard(engine, Config(), "synthetic-data model, not for clinical use")
+    window.resize(1500, 1000)
+    window.show()
+    deadline = time.monotonic() + 30
+    while window.report is None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    for _ in range(50):
+        app.processEvents()
+        time.sleep(0.01)
+    out.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out / "dashboard.png"))
+    (out / "dashboard.json").write_text(json.dumps({
+        "platform": platform_name(), "alerts": window.report.overall.alerts
+        if window.report else 0, "anomalies": [a.day.isoformat() for a in
+                                               (window.report.anomalies if window.report
+                                                else [])]}))
+    window.close()
+    engine.dispose()
+    return 0
+
+
+def platform_name() -> str:
+    from ui.qt import QGuiApplication
+
+    return str(QGuiApplication.platformName())
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--dashboard":
+        sys.exit(dashboard(Path(sys.argv[2])))
     sys.exit(main(Path(sys.argv[1])))

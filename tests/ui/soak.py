@@ -6,8 +6,8 @@ banners, and the app still alive and answering at the end. Run as a program:
 The desktop app's pieces as `clarion` runs them (listener, SQLite store, fast lane,
 processing worker, ONNX Runtime, main window, banner queue), on a throwaway profile,
 routed to unit ER. Each patient arrives (A04 to ER), gets a result, and leaves (A03);
-every fourth has a history that raises a banner, which a simulated doctor acknowledges,
-dismisses or (one in ten) leaves to expire. Writes what it measured to OUT.json; a crash (such as
+every fourth has a history that raises banners, which a simulated doctor acknowledges,
+dismisses or snoozes as they come up, one at a time. Writes what it measured to OUT.json; a crash (such as
 PySide6 6.12.0's `bool_dealloc`) ends the process instead.
 """
 
@@ -49,7 +49,7 @@ def main(patients: int, out: Path) -> int:
     config.ingest.feed_timezone = "UTC"
     config.workstation.locations = ["ER"]
     config.alerts.max_per_hour = 10**6
-    config.alerts.expire_after_s = 0.5
+    config.alerts.expire_after_s = 30.0
     engine = open_store(config.database_url)
     card = load_card("t2d")
     reference = OnnxRuntimeEngine(card)
@@ -66,17 +66,19 @@ def main(patients: int, out: Path) -> int:
     window.show()
     true_before = sys.getrefcount(True)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    counts = {"shown": 0, "acknowledged": 0, "dismissed": 0, "left": 0, "opened_max": 0}
+    counts = {"shown": 0, "acknowledged": 0, "dismissed": 0, "snoozed": 0, "opened_max": 0}
 
     def doctor(alert: object, _when: object) -> None:
         counts["shown"] += 1
-        n = counts["shown"] % 10
-        if n == 0:
-            return  # left alone: it expires
+        n = counts["shown"] % 3
+
         def act() -> None:
             if window.banner.alert is not alert:
                 return
-            if n % 2:
+            if n == 0:
+                counts["snoozed"] += 1
+                window.banner.snooze()
+            elif n == 1:
                 counts["acknowledged"] += 1
                 window.banner.acknowledge()
             else:
@@ -116,7 +118,7 @@ def main(patients: int, out: Path) -> int:
         counts["opened_max"] = max(counts["opened_max"], window.worklist_model.rowCount())
         time.sleep(0.002)
     settled = service.wait_settled(120)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while (window.worklist_model.rowCount() or len(window.queue)) and \
             time.monotonic() < deadline:
         app.processEvents()
@@ -147,6 +149,7 @@ def main(patients: int, out: Path) -> int:
         "patients": patients, "seconds": round(elapsed, 1), "settled": settled,
         "messages_processed": clinic.messages_seen, "banners_shown": counts["shown"],
         "acknowledged": counts["acknowledged"], "dismissed": counts["dismissed"],
+        "snoozed": counts["snoozed"],
         "open_at_end": window.worklist_model.rowCount(), "queued_at_end": len(window.queue),
         "most_open_at_once": counts["opened_max"], "ack_at_end": ack,
         "event_loop_runs": bool(ticked), "window_paints": painted,

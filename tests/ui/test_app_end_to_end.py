@@ -108,6 +108,11 @@ def test_result_for_open_patient_raises_a_banner_and_every_step_is_logged(
     send(port, oru("E2E1", 4, "20260601100000+0000", "4548-4^HbA1c^LN||6.3|%"))
     qtbot.waitUntil(lambda: ("screening_completed", "result received: 4548-4")
                     in events(clinic, alert.alert_id), timeout=10000)
+    with Session(clinic.engine) as session:
+        done = session.scalars(select(AlertEvent).where(
+            AlertEvent.alert_id == alert.alert_id,
+            AlertEvent.event == "screening_completed")).one()
+    assert json.loads(done.detail) == {"abnormal": True}  # 6.3 % ≥ 5.7 %: for the yield
 
 
 def test_already_screened_lowers_the_tier_and_drops_the_test(

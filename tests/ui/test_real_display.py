@@ -41,3 +41,19 @@ def test_main_window_banner_and_queue_on_a_real_display(
         if os.environ.get("CLARION_WRITE_SCREENSHOTS"):
             DOCS.mkdir(exist_ok=True)
             shutil.copy(tmp_path / name, DOCS / name)
+
+
+def test_dashboard_on_a_real_display(xvfb_display: str, tmp_path: Path) -> None:  # noqa: F811
+    env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "DISPLAY": xvfb_display}
+    env.pop("WAYLAND_DISPLAY", None)
+    done = subprocess.run([sys.executable, "-m", "tests.ui.screens", "--dashboard",
+                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checks = json.loads((tmp_path / "dashboard.json").read_text())
+    assert checks["platform"] == "xcb" and checks["alerts"] > 300
+    assert len(checks["anomalies"]) == 1
+    data = (tmp_path / "dashboard.png").read_bytes()
+    assert data[:4] == b"\x89PNG" and len(data) > 30_000
+    if os.environ.get("CLARION_WRITE_SCREENSHOTS"):
+        shutil.copy(tmp_path / "dashboard.png", DOCS / "dashboard.png")

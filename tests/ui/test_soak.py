@@ -29,9 +29,14 @@ def test_thousands_of_patients_and_hundreds_of_banners(tmp_path: Path) -> None:
     assert result["settled"]
     high_risk = (patients + 3) // 4
     assert result["messages_processed"] == 3 * patients + high_risk + 1
-    # Every fourth patient raised banners: hundreds were painted and acted on.
-    assert result["banners_shown"] >= patients // 10
-    assert result["acknowledged"] + result["dismissed"] >= patients // 12
+    # Every fourth patient raised banners (two: on arrival and on the result), shown one
+    # at a time and acted on: hundreds. One that waited in the queue past its expiry
+    # without being shown is logged so, and none is lost.
+    generated = result["decisions"]["generated shown"]
+    assert result["banners_shown"] >= 3 * patients // 20  # hundreds (about a quarter)
+    assert result["banners_shown"] + result["decisions"].get("expired unseen", 0) == generated
+    assert result["acknowledged"] + result["dismissed"] + result["snoozed"] == \
+        result["banners_shown"]
     assert result["decisions"]["displayed "] == result["banners_shown"]
     # Everyone left again and nothing is stuck on screen.
     assert result["open_at_end"] == 0 and result["queued_at_end"] == 0

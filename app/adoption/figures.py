@@ -1,0 +1,348 @@
+"""Adoption figures from the alert log (no Qt): one computation for the dashboard,
+`clarion stats` and the committee report.
+
+What the literature on clinical decision support says admins need: alert burden per
+clinician per working day; whether alerts are read (view rate, time to view, dwell — a
+dismissal within `QUICK_S` of appearing is not a decision); what clinicians answer
+(outcomes, coded dismissal reasons, the free-text comments); whether the recommended
+screening was done (follow-through) and how often it came back abnormal (yield); and
+latency, with the view rate by latency bucket and its confidence interval.
+
+The log is read once per call, one row per alert (the events pivoted in SQL, on the
+database), then counted with NumPy; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Float, and_, case, cast, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.adoption.log import AlertEventType
+from app.store.models import AlertEvent, table_of
+
+QUICK_S = 3.0  # a dismissal sooner than this after the banner appeared is not a decision
+FOLLOW_DAYS = 90  # a recommended test resulted within this many days counts as done
+LATENCY_BUCKETS = ((0.0, 25.0), (25.0, 50.0), (50.0, 100.0), (100.0, math.inf))
+DIMENSIONS = ("department", "workstation", "clinician", "model", "tier")
+TERMINAL = (AlertEventType.ACKNOWLEDGED.value, AlertEventType.DISMISSED.value,
+            AlertEventType.SNOOZED.value, AlertEventType.EXPIRED.value)
+_EVENTS = table_of(AlertEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which alerts count: a period and any of the dimensions (exact values)."""
+
+    since: datetime
+    until: datetime | None = None
+    department: str | None = None
+    workstation: str | None = None
+    clinician: str | None = None
+    model: str | None = None
+    tier: str | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = [_EVENTS.c.at >= self.since]
+        if self.until is not None:
+            clauses.append(_EVENTS.c.at < self.until)
+        for name in DIMENSIONS:
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(_EVENTS.c[name] == value)
+        return clauses
+
+
+@dataclass
+class AlertTable:
+    """One row per alert generated in the period (struct of arrays)."""
+
+    alert_id: np.ndarray
+    generated: np.ndarray  # datetime64[ms], UTC
+    displayed: np.ndarray  # NaT if never painted
+    viewed: np.ndarray
+    finished: np.ndarray  # the first of acknowledged, dismissed, snoozed, expired
+    screened: np.ndarray  # screening_completed
+    outcome: np.ndarray  # str: acknowledged / dismissed / snoozed / expired / expired unseen / open
+    reason: np.ndarray  # dismissal reason
+    latency_ms: np.ndarray  # frame received → painted (nan if unknown)
+    abnormal: np.ndarray  # float: 1 abnormal, 0 normal, nan unknown or not screened
+    department: np.ndarray
+    workstation: np.ndarray
+    clinician: np.ndarray
+    model: np.ndarray
+    tier: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.alert_id)
+
+    def take(self, mask: np.ndarray) -> AlertTable:
+        return AlertTable(**{name: getattr(self, name)[mask]
+                             for name in self.__dataclass_fields__})
+
+
+@dataclass
+class Figures:
+    """The headline figures for one set of alerts."""
+
+    alerts: int
+    displayed: int
+    viewed: int
+    view_rate: float | None
+    view_rate_ci: tuple[float, float] | None
+    time_to_view_s: dict[str, float | None]  # median, p90
+    dwell_s: dict[str, float | None]  # median, p90: on screen until acted on
+    quick_dismissals: int  # dismissed within QUICK_S
+    outcomes: dict[str, int]
+    dismissal_reasons: dict[str, int]
+    follow_through: float | None
+    screened: int
+    yield_rate: float | None  # abnormal among screened with a known result
+    latency_ms: dict[str, float | None]  # p50, p99
+    burden: float | None  # shown per clinician per working day
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+
+def _latency(dialect: str) -> ColumnElement[Any]:
+    """detail.latency_ms.total of a displayed event, on the database."""
+    if dialect == "postgresql":
+        return cast(cast(_EVENTS.c.detail, _JSONB())["latency_ms"]["total"].astext, Float)
+    return cast(func.json_extract(_EVENTS.c.detail, "$.latency_ms.total"), Float)
+
+
+def _abnormal(dialect: str) -> ColumnElement[Any]:
+    """detail.abnormal of a screening_completed event: 1, 0, or NULL if unknown."""
+    if dialect == "postgresql":
+        text = cast(_EVENTS.c.detail, _JSONB())["abnormal"].astext
+        return case((text == "true", 1.0), (text == "false", 0.0))
+    return cast(func.json_extract(_EVENTS.c.detail, "$.abnormal"), Float)
+
+
+def _JSONB() -> Any:  # noqa: N802 - a type, named as one
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return JSONB()
+
+
+def load_alerts(engine: Engine, filters: Filters) -> AlertTable:
+    """The alerts generated in the period, one row each, their events pivoted in SQL."""
+    e = _EVENTS.c
+    dialect = engine.dialect.name
+
+    # Times as epoch milliseconds, computed on the database: turning a hundred thousand
+    # datetime objects into NumPy values one by one would cost more than the query.
+    at_ms = (cast((func.julianday(e.at) - 2440587.5) * 86400000.0, Float)
+             if dialect == "sqlite" else func.extract("epoch", e.at) * 1000.0)
+
+    def first(event: str) -> Any:
+        return func.min(case((e.event == event, at_ms)))
+
+    def of_generated(column: Any) -> Any:
+        return func.max(case((e.event == AlertEventType.GENERATED.value, column)))
+
+    terminal = func.min(case((e.event.in_(TERMINAL), at_ms)))
+    outcome = func.max(case((e.event.in_(TERMINAL),
+                             e.event + case((and_(e.event == "expired", e.reason != ""),
+                                             literal(" ") + e.reason), else_=literal("")))))
+    query = (
+        select(e.alert_id, first(AlertEventType.GENERATED.value),
+               first(AlertEventType.DISPLAYED.value), first(AlertEventType.VIEWED.value),
+               terminal, first(AlertEventType.SCREENING_COMPLETED.value), outcome,
+               func.max(case((e.event == AlertEventType.DISMISSED.value, e.reason))),
+               func.max(case((e.event == AlertEventType.DISPLAYED.value, _latency(dialect)))),
+               func.max(case((e.event == AlertEventType.SCREENING_COMPLETED.value,
+                              _abnormal(dialect)))),
+               of_generated(e.department), of_generated(e.workstation),
+               of_generated(e.clinician), of_generated(e.model), of_generated(e.tier))
+        .where(*filters.where(), e.event != AlertEventType.SUPPRESSED.value)
+        .group_by(e.alert_id))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    rows = [r for r in rows if r[1] is not None]  # events of alerts generated before
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 15
+
+    def times(values: Sequence[float | None]) -> np.ndarray:
+        ms = np.array(values, dtype=float)
+        out = np.full(len(ms), np.datetime64("NaT"), dtype="datetime64[ms]")
+        known = ~np.isnan(ms)
+        out[known] = np.round(ms[known]).astype("int64").astype("datetime64[ms]")
+        return out
+
+    def texts(values: Sequence[str | None]) -> np.ndarray:
+        return np.array([v or "" for v in values], dtype=object)
+
+    def numbers(values: Sequence[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+    table = AlertTable(
+        alert_id=texts(columns[0]), generated=times(columns[1]), displayed=times(columns[2]),
+        viewed=times(columns[3]), finished=times(columns[4]), screened=times(columns[5]),
+        outcome=np.array([v or "open" for v in columns[6]], dtype=object),
+        reason=texts(columns[7]), latency_ms=numbers(columns[8]), abnormal=numbers(columns[9]),
+        department=texts(columns[10]), workstation=texts(columns[11]),
+        clinician=texts(columns[12]), model=texts(columns[13]), tier=texts(columns[14]))
+    return table
+
+
+def load_suppressed(engine: Engine, filters: Filters) -> dict[str, int]:
+    """Suppressed decisions in the period by reason code ("recently-shown", ...)."""
+    e = _EVENTS.c
+    code = func.substr(e.reason, 1, func.instr(e.reason, ":") - 1) \
+        if engine.dialect.name == "sqlite" else func.split_part(e.reason, ":", 1)
+    query = (select(code, func.count()).where(*filters.where(),
+                                              e.event == AlertEventType.SUPPRESSED.value)
+             .group_by(code))
+    with engine.connect() as conn:
+        return {str(reason or "unspecified"): int(n) for reason, n in conn.execute(query)}
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95 % by default)."""
+    if trials == 0:
+        return None
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (
+        1 + z * z / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _quantiles(values: np.ndarray, *qs: float) -> dict[str, float | None]:
+    """The median (halfway between the middle two) and nearest-rank percentiles."""
+    values = values[~np.isnan(values)]
+    out: dict[str, float | None] = {}
+    for q in qs:
+        if not len(values):
+            out["median" if q == 50 else f"p{q:g}"] = None
+        elif q == 50:
+            out["median"] = round(float(np.median(values)), 3)
+        else:
+            out[f"p{q:g}"] = round(float(np.percentile(values, q, method="inverted_cdf")), 3)
+    return out
+
+
+def _seconds(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    both = ~np.isnat(later) & ~np.isnat(earlier)
+    out = np.full(len(later), np.nan)
+    out[both] = (later[both] - earlier[both]).astype("timedelta64[ms]").astype(float) / 1000
+    return out
+
+
+def figures(table: AlertTable, suppressed: dict[str, int] | None = None) -> Figures:
+    """The headline figures of these alerts."""
+    shown = ~np.isnat(table.displayed)
+    viewed = shown & ~np.isnat(table.viewed)
+    n_shown, n_viewed = int(shown.sum()), int(viewed.sum())
+    dwell = _seconds(table.finished, table.displayed)
+    dismissed = table.outcome == AlertEventType.DISMISSED.value
+    quick = int((dismissed & (dwell < QUICK_S)).sum())
+    outcomes = dict(zip(*np.unique(table.outcome[shown], return_counts=True), strict=True)) \
+        if n_shown else {}
+    unseen = int((table.outcome[~shown] == "expired unseen").sum())
+    if unseen:
+        outcomes["expired unseen"] = outcomes.get("expired unseen", 0) + unseen
+    reasons = dict(zip(*np.unique(table.reason[dismissed], return_counts=True), strict=True)) \
+        if dismissed.any() else {}
+    follow_s = _seconds(table.screened, table.generated)
+    followed = follow_s <= FOLLOW_DAYS * 86400
+    known = followed & ~np.isnan(table.abnormal)
+    days = table.displayed[shown].astype("datetime64[D]")
+    pairs = {(c, d) for c, d in zip(table.clinician[shown], days.tolist(), strict=True)}
+    return Figures(
+        alerts=len(table), displayed=n_shown, viewed=n_viewed,
+        view_rate=round(n_viewed / n_shown, 4) if n_shown else None,
+        view_rate_ci=wilson(n_viewed, n_shown),
+        time_to_view_s=_quantiles(_seconds(table.viewed, table.displayed)[viewed], 50, 90),
+        dwell_s=_quantiles(dwell[shown], 50, 90), quick_dismissals=quick,
+        outcomes={str(k): int(v) for k, v in outcomes.items()},
+        dismissal_reasons={str(k) or "unspecified": int(v) for k, v in reasons.items()},
+        follow_through=round(float(followed.mean()), 4) if len(table) else None,
+        screened=int(followed.sum()),
+        yield_rate=round(float(table.abnormal[known].mean()), 4) if known.any() else None,
+        latency_ms=_quantiles(table.latency_ms[shown], 50, 99),
+        burden=round(n_shown / len(pairs), 3) if pairs else None,
+        suppressed=dict(suppressed or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """View rate for alerts whose latency fell in [low, high) ms."""
+
+    low: float
+    high: float
+    shown: int
+    viewed: int
+    rate: float | None
+    ci: tuple[float, float] | None
+
+    @property
+    def label(self) -> str:
+        if math.isinf(self.high):
+            return f"> {self.low:g} ms"
+        return f"< {self.high:g} ms" if self.low == 0 else f"{self.low:g}–{self.high:g} ms"
+
+
+def view_rate_by_latency(table: AlertTable,
+                         buckets: Sequence[tuple[float, float]] = LATENCY_BUCKETS
+                         ) -> list[Bucket]:
+    """The view rate per latency bucket with its 95 % interval, so nobody reads a
+    difference into three alerts."""
+    shown = ~np.isnat(table.displayed) & ~np.isnan(table.latency_ms)
+    viewed = ~np.isnat(table.viewed)
+    out = []
+    for low, high in buckets:
+        inside = shown & (table.latency_ms >= low) & (table.latency_ms < high)
+        n, k = int(inside.sum()), int((inside & viewed).sum())
+        out.append(Bucket(low, high, n, k, round(k / n, 4) if n else None, wilson(k, n)))
+    return out
+
+
+def by_period(table: AlertTable, period: str = "day") -> dict[date, Figures]:
+    """Figures per day or per ISO week (keyed by the week's Monday), oldest first."""
+    days = table.generated.astype("datetime64[D]")
+    if period == "week":
+        # datetime64 day 0 (1970-01-01) was a Thursday: Monday of each week.
+        days = (days - ((days.astype(int) + 3) % 7).astype("timedelta64[D]"))
+    out = {}
+    for day in np.unique(days):
+        out[day.astype(object)] = figures(table.take(days == day))
+    return out
+
+
+def by_dimension(table: AlertTable, dimension: str) -> dict[str, Figures]:
+    """Figures per department, workstation, clinician, model or tier."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"--by takes one of {', '.join(DIMENSIONS)} or week, "
+                         f"not {dimension!r}")
+    values = getattr(table, dimension)
+    return {str(v) or "(none)": figures(table.take(values == v)) for v in np.unique(values)}
+
+
+def comments(engine: Engine, filters: Filters, limit: int = 200
+             ) -> list[tuple[datetime, str, str, str]]:
+    """Free-text dismissal comments, newest first: (when, clinician, model, comment) —
+    where broken rules show first. Clinicians as the log has them (pseudonymous where
+    the export asks)."""
+    e = _EVENTS.c
+    query = (select(e.at, e.clinician, e.model, e.comment)
+             .where(*filters.where(), e.event == AlertEventType.DISMISSED.value,
+                    e.comment != "").order_by(e.at.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+
+
+def dimension_values(engine: Engine) -> dict[str, list[str]]:
+    """The values each filter can take (every department, workstation, ... in the log)."""
+    out = {}
+    with engine.connect() as conn:
+        for name in DIMENSIONS:
+            column = _EVENTS.c[name]
+            out[name] = sorted(v for v in conn.execute(
+                select(column).where(column != "").distinct()).scalars() if v)
+    return out

@@ -54,7 +54,7 @@ def bench(name: str, url: str, events: int, runs: int) -> list[str]:
     engine = open_store(url)
     end = datetime.now(UTC).date() - timedelta(days=1)
     per_clinician_day = 5.0
-    clinicians = max(2, round(events / (260 * per_clinician_day * 6.6)))
+    clinicians = max(2, round(events / (260 * per_clinician_day * 5.44)))  # events/alert
     started = time.perf_counter()
     log = write_log(engine, end, days=365, clinicians=clinicians, workstations=40,
                     per_clinician_day=per_clinician_day, seed=3)

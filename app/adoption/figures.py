@@ -150,8 +150,13 @@ def load_alerts(engine: Engine, filters: Filters) -> AlertTable:
     outcome = func.max(case((e.event.in_(TERMINAL),
                              e.event + case((and_(e.event == "expired", e.reason != ""),
                                              literal(" ") + e.reason), else_=literal("")))))
+    # On SQLite, grouping by the bare column makes the planner walk the whole log in
+    # alert order (to group without sorting) instead of reading the period by time and
+    # sorting that — 7x slower for a month of a year's log. An expression of the column
+    # groups the same and leaves the time index to the WHERE.
+    group_key = e.alert_id + literal("") if dialect == "sqlite" else e.alert_id
     query = (
-        select(e.alert_id, first(AlertEventType.GENERATED.value),
+        select(group_key, first(AlertEventType.GENERATED.value),
                first(AlertEventType.DISPLAYED.value), first(AlertEventType.VIEWED.value),
                terminal, first(AlertEventType.SCREENING_COMPLETED.value), outcome,
                func.max(case((e.event == AlertEventType.DISMISSED.value, e.reason))),
@@ -161,7 +166,7 @@ def load_alerts(engine: Engine, filters: Filters) -> AlertTable:
                of_generated(e.department), of_generated(e.workstation),
                of_generated(e.clinician), of_generated(e.model), of_generated(e.tier))
         .where(*filters.where(), e.event != AlertEventType.SUPPRESSED.value)
-        .group_by(e.alert_id))
+        .group_by(group_key))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     rows = [r for r in rows if r[1] is not None]  # events of alerts generated before

@@ -137,24 +137,16 @@ class AdoptionLog:
                          f" ({reason})" if reason else "")
 
     def last_shown(self, patient_id: int, model: str) -> tuple[datetime, float | None] | None:
-        from app.store.models import AlertEvent
-
-        with Session(self._engine) as session:
-            row = session.execute(
-                select(AlertEvent.at, AlertEvent.risk)
-                .where(AlertEvent.patient_id == patient_id, AlertEvent.model == model,
-                       AlertEvent.event == AlertEventType.GENERATED.value)
-                .order_by(AlertEvent.at.desc()).limit(1)).first()
+        """When this model's last alert for the patient was shown, and at what risk."""
+        with self._engine.connect() as conn:
+            row = conn.execute(_LAST_SHOWN, {"patient": patient_id, "model": model}).first()
         return None if row is None else (row[0], row[1])
 
     def shown_since(self, since: datetime) -> int:
-        from app.store.models import AlertEvent
-
-        with Session(self._engine) as session:
-            return int(session.scalar(select(func.count()).where(
-                AlertEvent.clinician == self.clinician,
-                AlertEvent.event == AlertEventType.GENERATED.value,
-                AlertEvent.at >= since)) or 0)
+        """Alerts shown to this clinician since `since` (the hourly limit)."""
+        with self._engine.connect() as conn:
+            return int(conn.scalar(_SHOWN_SINCE, {"clinician": self.clinician,
+                                                  "since": since}) or 0)
 
     def open_recommendations(self, patient_id: int, since: datetime) -> list[tuple[str, list[str]]]:
         """(alert id, recommended LOINC codes) of this patient's alerts not yet followed up."""
@@ -172,3 +164,23 @@ class AdoptionLog:
             if r.event == AlertEventType.GENERATED.value and r.alert_id not in done:
                 out.append((r.alert_id, json.loads(r.detail).get("screening_loinc", [])))
         return out
+
+
+def _statements() -> tuple[Any, Any]:
+    # Built once (the policy runs them for every alert): Core, not a Session per query.
+    from sqlalchemy import bindparam
+
+    from app.store.models import AlertEvent, table_of
+
+    e = table_of(AlertEvent).c
+    last = (select(e.at, e.risk).where(e.patient_id == bindparam("patient"),
+                                       e.model == bindparam("model"),
+                                       e.event == AlertEventType.GENERATED.value)
+            .order_by(e.at.desc()).limit(1))
+    count = select(func.count()).select_from(table_of(AlertEvent)).where(
+        e.clinician == bindparam("clinician"), e.event == AlertEventType.GENERATED.value,
+        e.at >= bindparam("since"))
+    return last, count
+
+
+_LAST_SHOWN, _SHOWN_SINCE = _statements()

@@ -244,6 +244,7 @@ class AlertEvent(Base):
         Index("ix_alert_events_alert", "alert_id"),
         Index("ix_alert_events_patient_at", "patient_id", "at"),
         Index("ix_alert_events_event_at", "event", "at"),
+        Index("ix_alert_events_at", "at"),  # the adoption figures of a period (0005)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -97,6 +97,12 @@ def run_condition(condition: str, alerts: int, rate: float) -> dict[str, Any]:
     from ui.main_window import MainWindow
     from ui.qt import QApplication, QTimer
 
+    try:  # as the app runs (the baseline, --baseline, has no such setting)
+        from ui.app import tune_interpreter
+
+        tune_interpreter()
+    except ImportError:
+        pass
     app = QApplication([])
     folder = Path(tempfile.mkdtemp())
     logs.setup_logging("ERROR", None)

@@ -78,6 +78,8 @@ class AdoptionLog:
         self._later: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        # Shown alerts handed to the writer thread and not yet written (for the policy).
+        self._unwritten: dict[str, tuple[int, str, datetime, float | None]] = {}
 
     def record_later(self, alert_id: str, event: AlertEventType, patient_id: int,
                      **fields: Any) -> None:
@@ -98,6 +100,9 @@ class AdoptionLog:
                 return
             try:
                 self.record(**item)
+                if item["event"] is AlertEventType.GENERATED:
+                    with self._thread_lock:
+                        self._unwritten.pop(item["alert_id"], None)
             except Exception as exc:  # said, never swallowed; the next events still go
                 logs.alerts.error("adoption event %s of alert %s not written: %s",
                                   item["event"], str(item["alert_id"])[:8],
@@ -120,14 +125,11 @@ class AdoptionLog:
     def record(self, alert_id: str, event: AlertEventType, patient_id: int, *,
                at: datetime, model: str = "", label: str = "", risk: float | None = None,
                tier: str = "", engine: str = "", reason: str = "", comment: str = "",
-               detail: dict[str, Any] | None = None, urgent: bool = False) -> None:
-        """Append one event now. `urgent`: a banner waits for this write (the policy's
-        decision), so it takes the write gate as the ACK path does rather than waiting for
-        the background processing to give way."""
+               detail: dict[str, Any] | None = None) -> None:
+        """Append one event now."""
         from app.store.models import AlertEvent
 
-        gate = self._gate.urgent() if urgent else self._gate.background()
-        with gate, Session(self._writer) as session, session.begin():
+        with self._gate.background(), Session(self._writer) as session, session.begin():
             session.add(AlertEvent(
                 alert_id=alert_id, event=event.value, at=at, workstation=self.workstation,
                 clinician=self.clinician, department=self.department, patient_id=patient_id,
@@ -136,17 +138,39 @@ class AdoptionLog:
         logs.alerts.info("alert %s %s%s", alert_id[:8], event.value,
                          f" ({reason})" if reason else "")
 
+    def record_shown(self, alert_id: str, patient_id: int, *, at: datetime, model: str,
+                     risk: float | None, **fields: Any) -> None:
+        """The policy's decision to show an alert: written on the log's thread like the
+        clinician's events (in order, before them), so the banner does not wait for the
+        disk — and counted by `last_shown` and `shown_since` from the moment it is
+        handed over, written or not."""
+        with self._thread_lock:
+            self._unwritten[alert_id] = (patient_id, model, at, risk)
+        self.record_later(alert_id, AlertEventType.GENERATED, patient_id, at=at, model=model,
+                          risk=risk, **fields)
+
     def last_shown(self, patient_id: int, model: str) -> tuple[datetime, float | None] | None:
         """When this model's last alert for the patient was shown, and at what risk."""
         with self._engine.connect() as conn:
             row = conn.execute(_LAST_SHOWN, {"patient": patient_id, "model": model}).first()
-        return None if row is None else (row[0], row[1])
+        found = [] if row is None else [(row[0], row[1])]
+        with self._thread_lock:
+            found += [(at, risk) for p, m, at, risk in self._unwritten.values()
+                      if p == patient_id and m == model]
+        return max(found, key=lambda f: f[0]) if found else None
 
     def shown_since(self, since: datetime) -> int:
         """Alerts shown to this clinician since `since` (the hourly limit)."""
+        with self._thread_lock:
+            unwritten = [alert_id for alert_id, (_, _, at, _) in self._unwritten.items()
+                         if at >= since]
         with self._engine.connect() as conn:
-            return int(conn.scalar(_SHOWN_SINCE, {"clinician": self.clinician,
-                                                  "since": since}) or 0)
+            written = int(conn.scalar(_SHOWN_SINCE, {"clinician": self.clinician,
+                                                     "since": since}) or 0)
+            # An event written between the two reads would count twice: not these.
+            if unwritten:
+                written -= int(conn.scalar(_WRITTEN_AMONG, {"ids": unwritten}) or 0)
+        return written + len(unwritten)
 
     def open_recommendations(self, patient_id: int, since: datetime) -> list[tuple[str, list[str]]]:
         """(alert id, recommended LOINC codes) of this patient's alerts not yet followed up."""
@@ -166,7 +190,7 @@ class AdoptionLog:
         return out
 
 
-def _statements() -> tuple[Any, Any]:
+def _statements() -> tuple[Any, Any, Any]:
     # Built once (the policy runs them for every alert): Core, not a Session per query.
     from sqlalchemy import bindparam
 
@@ -180,7 +204,10 @@ def _statements() -> tuple[Any, Any]:
     count = select(func.count()).select_from(table_of(AlertEvent)).where(
         e.clinician == bindparam("clinician"), e.event == AlertEventType.GENERATED.value,
         e.at >= bindparam("since"))
-    return last, count
+    among = select(func.count()).select_from(table_of(AlertEvent)).where(
+        e.event == AlertEventType.GENERATED.value,
+        e.alert_id.in_(bindparam("ids", expanding=True)))
+    return last, count, among
 
 
-_LAST_SHOWN, _SHOWN_SINCE = _statements()
+_LAST_SHOWN, _SHOWN_SINCE, _WRITTEN_AMONG = _statements()

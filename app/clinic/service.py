@@ -287,12 +287,17 @@ class ClinicService:
                     extra["received_to_processed"] = round(
                         (processed_at - received_at).total_seconds() * 1000, 3)
             detail = alert_detail(result, decision, extra)
-            event = AlertEventType.GENERATED if decision.show else AlertEventType.SUPPRESSED
             t_log = time.perf_counter()
-            self.log.record(alert_id, event, patient_id, at=now, model=self.model,
-                            label=score.label, risk=score.risk, tier=decision.tier,
-                            engine=result.engine, reason=decision.reason, detail=detail,
-                            urgent=decision.show)
+            if decision.show:  # written by the log's thread: the banner does not wait
+                self.log.record_shown(alert_id, patient_id, at=now, model=self.model,
+                                      label=score.label, risk=score.risk, tier=decision.tier,
+                                      engine=result.engine, reason=decision.reason,
+                                      detail=detail)
+            else:
+                self.log.record(alert_id, AlertEventType.SUPPRESSED, patient_id, at=now,
+                                model=self.model, label=score.label, risk=score.risk,
+                                tier=decision.tier, engine=result.engine,
+                                reason=decision.reason, detail=detail)
             status = "alert raised" if decision.show else \
                 "suppressed: " + decision.reason.split(": ", 1)[-1]
             changed = self._update_open(patient_id, risk=score.risk, tier=decision.tier,

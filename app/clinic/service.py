@@ -132,7 +132,8 @@ class ClinicService:
         return any(identifier in open_now for identifier in routing.identifiers)
 
     def _open_changed(self) -> None:
-        """Tell the listeners (the worklist); call without holding the lock."""
+        """Tell the listeners (the worklist). They must not block: this may run with the
+        lock held (the routing of an ADT)."""
         with self._lock:
             listeners = list(self.on_open_changed)
             self._open_identifiers = frozenset(
@@ -229,19 +230,21 @@ class ClinicService:
             # each in order, but not in order with each other: an arrival delivered after
             # the same patient's later discharge must not reopen them. Inbox ids follow
             # the order of receipt.
+            # The check and the opening or closing happen under one lock: otherwise a
+            # discharge could be applied between an arrival's check and its opening.
             with self._lock:
                 if change.message_id <= self._last_routing.get(change.patient_id, 0):
                     logs.alerts.info("patient %s: routing message %d older than one already "
                                      "applied; ignored", change.patient_id, change.message_id)
                     return
                 self._last_routing[change.patient_id] = change.message_id
-            if change.trigger in OPENING_TRIGGERS:
-                self.open_patient(change.patient_id, "adt", received_at=change.received_at,
-                                  location=change.location)
-                return
-            if change.trigger in CLOSING_TRIGGERS:
-                self.close_patient(change.patient_id)
-                return
+                if change.trigger in OPENING_TRIGGERS:
+                    self.open_patient(change.patient_id, "adt",
+                                      received_at=change.received_at, location=change.location)
+                    return
+                if change.trigger in CLOSING_TRIGGERS:
+                    self.close_patient(change.patient_id)
+                    return
         with self._lock:
             is_open = change.patient_id in self._open
         if is_open and change.message_type == "ORU":

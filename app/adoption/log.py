@@ -12,6 +12,8 @@ import json
 import platform
 import queue
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from app import logs
 from app.config import WorkstationConfig
+
+YIELD_TO_BANNER_S = 0.03  # a decision to show is written this long after the hand-over
 
 
 class AlertEventType(StrEnum):
@@ -84,13 +88,20 @@ class AdoptionLog:
     def record_later(self, alert_id: str, event: AlertEventType, patient_id: int,
                      **fields: Any) -> None:
         """`record`, on the log's writer thread (events keep their order)."""
+        self._put({"alert_id": alert_id, "event": event, "patient_id": patient_id, **fields})
+
+    def _put(self, item: dict[str, Any]) -> None:
         with self._thread_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._write_later, daemon=True,
                                                 name="clarion-adoption-log")
                 self._thread.start()
-        self._later.put({"alert_id": alert_id, "event": event, "patient_id": patient_id,
-                         **fields})
+        self._later.put(item)
+
+    def then(self, work: Callable[[], None]) -> None:
+        """Run `work` on the log's thread after what is queued (the clinic's follow-up
+        work, such as closing the loop, that no banner waits for)."""
+        self._put({"call": work})
 
     def _write_later(self) -> None:
         while True:
@@ -98,6 +109,18 @@ class AdoptionLog:
             if item is None:
                 self._later.task_done()
                 return
+            if "call" in item:
+                try:
+                    item["call"]()
+                except Exception:  # said, never swallowed; the log's thread goes on
+                    logs.alerts.exception("follow-up work on the adoption log's thread failed")
+                finally:
+                    self._later.task_done()
+                continue
+            if item["event"] is AlertEventType.GENERATED:
+                # The banner is being painted right now, on the GUI thread, which shares
+                # the interpreter with this one: write after it.
+                time.sleep(YIELD_TO_BANNER_S)
             try:
                 self.record(**item)
                 if item["event"] is AlertEventType.GENERATED:

@@ -249,8 +249,8 @@ class ClinicService:
             is_open = change.patient_id in self._open
         if is_open and change.message_type == "ORU":
             self.evaluate(change.patient_id, utcnow(), change.received_at, change.processed_at)
-        if change.loincs:  # after the banner: closing the loop is not what anyone waits for
-            self._close_loop(change)
+        if change.loincs:  # after the banner, on the log's thread: nobody waits for it
+            self.log.then(lambda: self._close_loop(change))
 
     def _close_loop(self, change: PatientChanged) -> None:
         since = change.processed_at - timedelta(days=365)  # follow-through counts for a year

@@ -15,12 +15,7 @@ import pytest  # noqa: E402
 
 from app.clinic.service import ClinicService  # noqa: E402
 from app.config import Config  # noqa: E402
-from app.ingest.service import IngestService  # noqa: E402
-from app.store.db import open_store  # noqa: E402
-from engines.card import load_card  # noqa: E402
-from engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
-from engines.select import Candidate, Selection  # noqa: E402
-from ui.bridge import Bridge  # noqa: E402
+from tests.ui.appkit import desktop_app  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 
 
@@ -50,27 +45,9 @@ def running_app(config: Config, qtbot: Any) -> Iterator[tuple[ClinicService, Mai
     routed to unit ER, with the fast lane."""
     config.workstation.locations = ["ER"]
     config.workstation.clinician = "dr.test"
-    engine = open_store(config.database_url)
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
-    bridge = Bridge()
-    clinic.on_alert.append(bridge.alert.emit)
-    clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
-                            wants_now=clinic.wants_now)
-    server = service.start_in_thread()
-    window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
-    qtbot.addWidget(window)
-    try:
-        yield clinic, window, server.bound_port
-    finally:
-        window.queue.clear()
-        service.stop()
-        clinic.close()
-        engine.dispose()
+    with desktop_app(config) as (clinic, _, window, port):
+        qtbot.addWidget(window)
+        yield clinic, window, port
 
 
 @pytest.fixture

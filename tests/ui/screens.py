@@ -23,17 +23,10 @@ from typing import Any
 
 def main(out: Path) -> int:
     from app import logs
-    from app.clinic.service import ClinicService
     from app.config import Config
-    from app.ingest.service import IngestService
-    from app.store.db import open_store
-    from engines.card import load_card
-    from engines.onnxruntime import OnnxRuntimeEngine
-    from engines.select import Candidate, Selection
+    from tests.ui.appkit import desktop_app
     from tests.ui.test_app_end_to_end import adt, history, oru, send
     from ui.banner import Banner
-    from ui.bridge import Bridge
-    from ui.main_window import MainWindow
     from ui.qt import QApplication, QGuiApplication
 
     app = QApplication([])
@@ -47,73 +40,56 @@ def main(out: Path) -> int:
     config.ingest.feed_timezone = "UTC"
     config.workstation.locations = ["ER"]
     config.workstation.clinician = "dr.demo"
-    engine = open_store(config.database_url)
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
-    bridge = Bridge()
-    clinic.on_alert.append(bridge.alert.emit)
-    clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
-                            wants_now=clinic.wants_now)
-    server = service.start_in_thread()
-    window = MainWindow(clinic, bridge, f"127.0.0.1:{server.bound_port}")
-    window.show()
+    with desktop_app(config) as (clinic, service, window, port):
+        window.show()
 
-    def pump(seconds: float, until: Any = None) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not (until and until()):
-            app.processEvents()
-            time.sleep(0.01)
+        def pump(seconds: float, until: Any = None) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not (until and until()):
+                app.processEvents()
+                time.sleep(0.01)
 
-    port = server.bound_port
-    names = ("Quixote^Alonso", "Panza^Sancho", "del Toboso^Dulcinea")  # synthetic
-    for n, (mrn, name) in enumerate(zip(("SCR-1", "SCR-2", "SCR-3"), names, strict=True), 1):
-        messages = [*history(mrn),
-                    oru(mrn, 8, "20260301090000+0000", "8480-6^Systolic^LN||138|mm[Hg]",
-                        "8462-4^Diastolic^LN||86|mm[Hg]",
-                        "1558-6^Fasting glucose^LN||112|mg/dL"),
-                    adt("A04", mrn, "ER", n)]
-        send(port, *[m.replace("Quixote^Alonso", name) for m in messages])
-    service.wait_settled(30)
-    pump(10, lambda: len(window.queue) == 3 and window.worklist_model.rowCount() == 3)
-    window.select_patient(window.queue.current.patient_id)
-    pump(2, lambda: window.patient_view.summary is not None)
-    pump(1.0)  # the patient view's chart and the banner painted
-    screen = QGuiApplication.primaryScreen()
-    out.mkdir(parents=True, exist_ok=True)
-    screen.grabWindow(0).save(str(out / "screen.png"))
-    window.grab().save(str(out / "main-window.png"))
-    banner = window.banner
-    banner.toggle_details()
-    pump(0.5)
-    banner.grab().save(str(out / "banner.png"))
-    banners = [w for w in QApplication.topLevelWidgets() if isinstance(w, Banner)
-               and w.isVisible()]
-    labels = (window.feed_label, window.engine_label)
-    checks = {
-        "platform": QGuiApplication.platformName(),
-        "visible_banners": len(banners),
-        "queued": len(window.queue),
-        "queue_label": banner.queue_label.text(),
-        "banner_inside_screen": screen.availableGeometry().contains(banner.frameGeometry()),
-        "banner_fits": banner.fits(),
-        "worklist_rows": window.worklist_model.rowCount(),
-        "worklist_hscroll": window.worklist.horizontalScrollBar().isVisible(),
-        "alerts_hscroll": window.alerts.horizontalScrollBar().isVisible(),
-        "status_labels_fit": all(label.width() >= label.sizeHint().width() - 2
-                                 for label in labels),
-        "patient_view_shows": window.patient_view.summary is not None,
-    }
-    (out / "checks.json").write_text(json.dumps(checks, indent=1))
-    window.queue.clear()
-    window.close()
-    service.stop()
-    clinic.close()
-    engine.dispose()
-    return 0
+        port = port
+        names = ("Quixote^Alonso", "Panza^Sancho", "del Toboso^Dulcinea")  # synthetic
+        for n, (mrn, name) in enumerate(zip(("SCR-1", "SCR-2", "SCR-3"), names, strict=True), 1):
+            messages = [*history(mrn),
+                        oru(mrn, 8, "20260301090000+0000", "8480-6^Systolic^LN||138|mm[Hg]",
+                            "8462-4^Diastolic^LN||86|mm[Hg]",
+                            "1558-6^Fasting glucose^LN||112|mg/dL"),
+                        adt("A04", mrn, "ER", n)]
+            send(port, *[m.replace("Quixote^Alonso", name) for m in messages])
+        service.wait_settled(30)
+        pump(10, lambda: len(window.queue) == 3 and window.worklist_model.rowCount() == 3)
+        window.select_patient(window.queue.current.patient_id)
+        pump(2, lambda: window.patient_view.summary is not None)
+        pump(1.0)  # the patient view's chart and the banner painted
+        screen = QGuiApplication.primaryScreen()
+        out.mkdir(parents=True, exist_ok=True)
+        screen.grabWindow(0).save(str(out / "screen.png"))
+        window.grab().save(str(out / "main-window.png"))
+        banner = window.banner
+        banner.toggle_details()
+        pump(0.5)
+        banner.grab().save(str(out / "banner.png"))
+        banners = [w for w in QApplication.topLevelWidgets() if isinstance(w, Banner)
+                   and w.isVisible()]
+        labels = (window.feed_label, window.engine_label)
+        checks = {
+            "platform": QGuiApplication.platformName(),
+            "visible_banners": len(banners),
+            "queued": len(window.queue),
+            "queue_label": banner.queue_label.text(),
+            "banner_inside_screen": screen.availableGeometry().contains(banner.frameGeometry()),
+            "banner_fits": banner.fits(),
+            "worklist_rows": window.worklist_model.rowCount(),
+            "worklist_hscroll": window.worklist.horizontalScrollBar().isVisible(),
+            "alerts_hscroll": window.alerts.horizontalScrollBar().isVisible(),
+            "status_labels_fit": all(label.width() >= label.sizeHint().width() - 2
+                                     for label in labels),
+            "patient_view_shows": window.patient_view.summary is not None,
+        }
+        (out / "checks.json").write_text(json.dumps(checks, indent=1))
+        return 0
 
 
 def dashboard(out: Path) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.adoption.log import UNSETTLED, AlertEventType, outcome_words
 from app.clinic.alerts import Alert
 from app.clinic.service import ClinicService, OpenPatient
 from ui.banner import TIER_STYLE, Banner
@@ -99,10 +99,6 @@ ALERT_COLUMNS: list[Column[AlertRow]] = [
 SEARCH_COLUMNS: list[Column[tuple[int, str, str, str]]] = [
     Column("Name", lambda r: r[1]), Column("Born", lambda r: r[2]), Column("MRN", lambda r: r[3]),
 ]
-STATUS_OF_EVENT = {AlertEventType.DISPLAYED: "shown", AlertEventType.VIEWED: "viewed",
-                   AlertEventType.ACKNOWLEDGED: "acknowledged",
-                   AlertEventType.DISMISSED: "dismissed", AlertEventType.SNOOZED: "snoozed",
-                   AlertEventType.EXPIRED: "expired"}
 RECENT_ALERTS = 200
 
 
@@ -340,16 +336,12 @@ class MainWindow(QMainWindow):
     def _record(self, alert: Alert, event: AlertEventType, reason: str, comment: str,
                 detail: dict[str, object]) -> None:
         self.clinic.record(alert, event, reason=reason, comment=comment, detail=detail)
-        status = STATUS_OF_EVENT.get(event)
+        status = outcome_words(event, reason)
         if status is None:
             return
-        if event is AlertEventType.DISMISSED and reason:
-            status += f": {DISMISS_WORDS.get(DismissReason(reason), reason).lower()}"
-        elif event is AlertEventType.EXPIRED and reason:
-            status += f" {reason}"
         for position, row in enumerate(self.alerts_model.rows):
             if row.alert.alert_id == alert.alert_id:
-                if row.status.split(":")[0] in ("waiting", "shown", "viewed"):
+                if row.status == "waiting" or row.status in UNSETTLED:
                     row.status = status
                     self.alerts_model.row_changed(position)
                 break

@@ -53,6 +53,39 @@ DISMISS_WORDS = {DismissReason.ALREADY_SCREENED: "Already screened",
                  DismissReason.PATIENT_DECLINED: "Patient declined",
                  DismissReason.OTHER: "Other"}
 
+# What became of an alert, in the words the worklist, the recent alerts and the patient's
+# alert history use (one place, so the three never disagree).
+_OUTCOME_WORDS = {
+    AlertEventType.DISPLAYED: "shown",
+    AlertEventType.VIEWED: "viewed",
+    AlertEventType.ACKNOWLEDGED: "acknowledged",
+    AlertEventType.DISMISSED: "dismissed",
+    AlertEventType.SNOOZED: "snoozed",
+    AlertEventType.EXPIRED: "expired",
+}
+UNSETTLED = ("shown", "viewed")  # words a later outcome replaces
+
+
+def outcome_words(event: str, reason: str = "") -> str | None:
+    """"dismissed: patient declined", "expired unseen", "viewed" ...; None if the event
+    says nothing about what became of the alert."""
+    try:
+        kind = AlertEventType(event)
+    except ValueError:
+        return None
+    words = _OUTCOME_WORDS.get(kind)
+    if words is None:
+        return None
+    if kind is AlertEventType.DISMISSED and reason:
+        try:
+            return f"{words}: {DISMISS_WORDS[DismissReason(reason)].lower()}"
+        except ValueError:
+            return f"{words}: {reason}"
+    if kind is AlertEventType.EXPIRED and reason:
+        return f"{words} {reason}"
+    return words
+
+
 
 def identity(config: WorkstationConfig) -> tuple[str, str, str]:
     """(workstation, clinician, department) for the log."""

@@ -10,22 +10,13 @@ from datetime import date, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.adoption.log import DISMISS_WORDS, AlertEventType, DismissReason
+from app.adoption.log import UNSETTLED, AlertEventType, outcome_words
 from app.charts import TRENDS
 from app.clinic.features import PatientFeatures
 from app.clinic.scoring import Score
 from app.store.models import AlertEvent
 
 TREND_INPUTS = tuple(name for spec in TRENDS for name, _ in spec.series)
-# The event that settles an alert, in the words of the history table.
-_OUTCOMES = {
-    AlertEventType.ACKNOWLEDGED.value: "acknowledged",
-    AlertEventType.DISMISSED.value: "dismissed",
-    AlertEventType.SNOOZED.value: "snoozed",
-    AlertEventType.EXPIRED.value: "expired",
-    AlertEventType.VIEWED.value: "viewed",
-    AlertEventType.DISPLAYED.value: "shown",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +81,9 @@ def alert_history(engine: Engine, patient_id: int, limit: int = 50
     for alert_id, event, reason in later:
         if event == AlertEventType.SCREENING_COMPLETED.value:
             done.add(alert_id)
-        words = _OUTCOMES.get(event)
-        if words is None:
-            continue
-        if event == AlertEventType.DISMISSED.value and reason:
-            try:
-                words += ": " + DISMISS_WORDS[DismissReason(reason)].lower()
-            except ValueError:
-                words += f": {reason}"
-        elif event == AlertEventType.EXPIRED.value and reason:
-            words += f" {reason}"
+        words = outcome_words(event, reason)
         # A settled alert stays settled: "viewed" after "acknowledged" is not news.
-        if outcome.get(alert_id, "shown").split(":")[0] in ("shown", "viewed"):
+        if words is not None and outcome.get(alert_id, "shown") in UNSETTLED:
             outcome[alert_id] = words
     rows = []
     for r in decided:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from app import logs
-from app.adoption.log import DISMISS_WORDS, AdoptionLog, AlertEventType, DismissReason
+from app.adoption.log import AdoptionLog, AlertEventType, outcome_words
 from app.clinic.alerts import Alert, AlertPolicy, alert_detail, new_alert_id
 from app.clinic.features import LOINC, FeatureCache
 from app.clinic.patient_view import PatientSummary, age_on, alert_history, trends_of
@@ -56,18 +56,6 @@ class OpenPatient:
     tier_words: str = ""
     finding: str = ""  # a rule's finding ("possible undiagnosed diabetes: confirm")
     status: str = ""  # what became of the latest alert: shown, viewed, suppressed (why) ...
-
-
-# What the worklist says of an alert once the clinician (or the clock) acted on it.
-_STATUS_WORDS = {
-    AlertEventType.DISPLAYED: "shown",
-    AlertEventType.VIEWED: "viewed",
-    AlertEventType.ACKNOWLEDGED: "acknowledged",
-    AlertEventType.DISMISSED: "dismissed",
-    AlertEventType.SNOOZED: "snoozed",
-    AlertEventType.EXPIRED: "expired",
-    AlertEventType.SCREENING_COMPLETED: "screening done",
-}
 
 
 class ClinicService:
@@ -335,11 +323,7 @@ class ClinicService:
                               model=alert.model, label=alert.score.label,
                               risk=alert.score.risk, tier=alert.tier, engine=alert.engine,
                               reason=reason, comment=comment, detail=detail)
-        words = _STATUS_WORDS.get(event)
-        if words is not None:
-            if event is AlertEventType.DISMISSED and reason:
-                words += f": {DISMISS_WORDS.get(DismissReason(reason), reason).lower()}"
-            elif event is AlertEventType.EXPIRED and reason:
-                words += f" {reason}"
-            if self._update_open(alert.patient_id, status=words):
-                self._open_changed()
+        words = "screening done" if event is AlertEventType.SCREENING_COMPLETED else \
+            outcome_words(event, reason)
+        if words is not None and self._update_open(alert.patient_id, status=words):
+            self._open_changed()

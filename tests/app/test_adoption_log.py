@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.adoption.log import AdoptionLog, AlertEventType
@@ -17,14 +17,19 @@ from app.store.db import open_store
 from app.store.models import AlertEvent, Patient
 
 
-def test_later_writes_keep_order_and_say_what_failed(
-        config: Config, caplog: pytest.LogCaptureFixture) -> None:
-    engine = open_store(config.database_url)
-    at = datetime.now(UTC)
+def _patient(engine: Engine, at: datetime) -> None:
+    """Patient 1, whom the events are about (the log refers to a stored patient)."""
     with engine.begin() as conn:
         conn.execute(Patient.__table__.insert().values(
             id=1, family_name="X", given_name="Y", sex="F", race="", ethnicity="",
             deceased=False, created_at=at, updated_at=at))
+
+
+def test_later_writes_keep_order_and_say_what_failed(
+        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    engine = open_store(config.database_url)
+    at = datetime.now(UTC)
+    _patient(engine, at)
     log = AdoptionLog(engine, config.workstation)
     log.record("a1", AlertEventType.GENERATED, 1, at=at, model="t2d 1.0.0")
     for event in (AlertEventType.DISPLAYED, AlertEventType.VIEWED):
@@ -49,10 +54,7 @@ def test_a_shown_alert_counts_for_the_policy_before_and_after_it_is_written(
     shown, the hourly count) see it at once, and once it is written, once only."""
     engine = open_store(config.database_url)
     at = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(Patient.__table__.insert().values(
-            id=1, family_name="X", given_name="Y", sex="F", race="", ethnicity="",
-            deceased=False, created_at=at, updated_at=at))
+    _patient(engine, at)
     log = AdoptionLog(engine, config.workstation)
     log.record_shown("s1", 1, at=at, model="t2d 1.0.0", risk=0.5, tier="high")
     assert log.last_shown(1, "t2d 1.0.0") == (at, 0.5)

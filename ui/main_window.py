@@ -79,7 +79,9 @@ WORKLIST_COLUMNS: list[Column[OpenPatient]] = [
     Column("Name", lambda p: p.name),
     Column("Born", lambda p: p.birth_date),
     Column("MRN", lambda p: p.mrn),
-    Column("Location", lambda p: p.location.replace("^", " ") or p.source),
+    # Point of care, room, bed: the facility (PV1-3.4) is the same for everyone here.
+    Column("Location", lambda p: " ".join(p.location.split("^")[:3]).strip() or p.source,
+           tooltip=lambda p: p.location.replace("^", " ") or p.source),
     Column("Arrival", lambda p: f"{p.opened_at.astimezone():%H:%M}", sort=lambda p: p.opened_at),
     Column("Risk", lambda p: risk_words(p.risk, p.tier, p.tier_words, p.finding),
            sort=lambda p: (p.risk if p.risk is not None else -1.0),
@@ -146,7 +148,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.patients_title)
         self.worklist_model: RowsModel[OpenPatient] = RowsModel(WORKLIST_COLUMNS, self)
         self.worklist = table_view(self.worklist_model, "Today's patients", sort_column=4,
-                                   stretch=(0, 6))
+                                   stretch=(6,), whole=(0, 1, 2, 5))
         left_layout.addWidget(self.worklist, 3)
         left_layout.addWidget(QLabel("<b>Recent alerts</b>"))
         self.alerts_model: RowsModel[AlertRow] = RowsModel(ALERT_COLUMNS, self)
@@ -162,7 +164,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.patient_view)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([760, 520])
+        splitter.setSizes([860, 420])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(splitter, 1)

@@ -30,6 +30,7 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 Index = QModelIndex | QPersistentModelIndex
 RESIZE_ROWS = 40
+MAX_COLUMN_CHARS = 16  # a column is at most about this many wide characters
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,8 @@ class RowsModel(QAbstractTableModel, Generic[Row]):
         if role == Qt.ItemDataRole.ForegroundRole and column.colour is not None:
             colour = column.colour(row)
             return QColor(colour) if colour else None
-        if role == Qt.ItemDataRole.ToolTipRole and column.tooltip is not None:
-            return column.tooltip(row)
+        if role == Qt.ItemDataRole.ToolTipRole:  # the whole text, where a cell elides it
+            return column.tooltip(row) if column.tooltip is not None else column.text(row)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{column.header}: " + (column.spoken or column.text)(row)
         return None
@@ -132,9 +133,11 @@ class SortProxy(QSortFilterProxyModel):
 
 
 def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
-               descending: bool = True, stretch: Sequence[int] = ()) -> QTableView:
+               descending: bool = True, stretch: Sequence[int] = (),
+               whole: Sequence[int] = ()) -> QTableView:
     """A keyboard-first, sortable, row-selecting view of `model`. Columns fit their
-    contents; the `stretch` columns share what width is left (and give it back first)."""
+    contents; the `stretch` columns share what width is left (and give it back first);
+    the `whole` columns are never elided (an MRN cut short could name another patient)."""
     proxy = SortProxy(model)
     proxy.setSourceModel(model)
     proxy.setSortRole(SORT_ROLE)
@@ -147,6 +150,7 @@ def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     view.setTabKeyNavigation(False)  # Tab leaves the table; arrows move inside it
     view.setWordWrap(False)
+    view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
     view.setAlternatingRowColors(True)
     view.verticalHeader().setVisible(False)
     header = view.horizontalHeader()
@@ -161,7 +165,7 @@ def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
     # whatever is painting now (a banner) — not on every change of a value or every new
     # row, which would measure every row each time.
     fit = QTimer(view, singleShot=True, interval=0)
-    fit.timeout.connect(view.resizeColumnsToContents)
+    fit.timeout.connect(lambda: fit_columns(view, (*stretch, *whole)))
     model.modelReset.connect(fit.start)
     if sort_column is not None:
         view.sortByColumn(sort_column, Qt.SortOrder.DescendingOrder if descending
@@ -178,6 +182,17 @@ def selected_row(view: QTableView) -> Any:
 def row_at(view: QTableView, row: int) -> Any:
     """The core object shown in the view's `row` (in the view's sorted order)."""
     return view.model().index(row, 0).data(ROW_ROLE)
+
+
+def fit_columns(view: QTableView, keep: Sequence[int] = ()) -> None:
+    """Columns as wide as their contents, but none wider than `MAX_COLUMN_CHARS`
+    characters: a long value is elided (its tooltip and screen-reader text keep it
+    whole) rather than pushing the table behind a horizontal scroll bar."""
+    view.resizeColumnsToContents()
+    widest = view.fontMetrics().horizontalAdvance("M" * MAX_COLUMN_CHARS)
+    for column in range(view.model().columnCount()):
+        if column not in keep and view.columnWidth(column) > widest:
+            view.setColumnWidth(column, widest)
 
 
 def fit_column_to(view: QTableView, column: int, widest: str) -> None:

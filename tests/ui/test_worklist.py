@@ -35,7 +35,10 @@ def test_worklist_rows_sort_and_show_what_became_of_the_alert(
     top, bottom = _cells(window, 0), _cells(window, 1)
     assert top["MRN"] == "WL-A (H)" and bottom["MRN"] == "WL-B (H)"
     assert top["Name"] == "QUIXOTE, Alonso" and top["Born"] == "1962-01-01"
-    assert top["Location"] == "ER 1 1 H"
+    assert top["Location"] == "ER 1 1"  # point of care, room, bed; the facility ...
+    location = [c.header for c in WORKLIST_COLUMNS].index("Location")
+    assert window.worklist.model().index(0, location).data(
+        Qt.ItemDataRole.ToolTipRole) == "ER 1 1 H"  # ... in the tooltip
     assert "%" in top["Risk"] and top["Risk"][0] in "▲●"  # icon, words and figure
     assert top["Alert"] in ("alert raised", "shown")
     assert bottom["Alert"].startswith("suppressed: ")  # and why

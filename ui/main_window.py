@@ -274,15 +274,11 @@ class MainWindow(QMainWindow):
         self.patients_title.setText(f"<b>Today's patients</b> ({len(patients)})")
         if selected is None:
             return
-        for row in range(self.worklist.model().rowCount()):
-            index = self.worklist.model().index(row, 0)
-            patient = row_at(self.worklist, row)
-            if patient is not None and patient.patient_id == selected.patient_id:
-                self.worklist.setCurrentIndex(index)
-                if patient != selected:  # its risk or alert changed: show the news, once
-                    self._view_refresh.start()  # the events of one banner come together
-                return
-        self.patient_view.show_nothing()
+        patient = self.select_patient(selected.patient_id)
+        if patient is None:
+            self.patient_view.show_nothing()
+        elif patient != selected:  # its risk or alert changed: show the news, once
+            self._view_refresh.start()  # the events of one banner come together
 
     def show_selected(self) -> None:
         patient = selected_row(self.worklist)
@@ -314,12 +310,15 @@ class MainWindow(QMainWindow):
             self.clinic.open_patient(int(found[0]), "manual")
             self.select_patient(int(found[0]))
 
-    def select_patient(self, patient_id: int) -> None:
+    def select_patient(self, patient_id: int) -> OpenPatient | None:
+        """Make the patient's worklist row the current one; their row, or None if they
+        are not on the worklist."""
         for row in range(self.worklist.model().rowCount()):
             patient = row_at(self.worklist, row)
             if patient is not None and patient.patient_id == patient_id:
                 self.worklist.setCurrentIndex(self.worklist.model().index(row, 0))
-                return
+                return patient  # type: ignore[no-any-return]
+        return None
 
     def _select_alert_patient(self) -> None:
         row = selected_row(self.alerts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from app.clinic.service import ClinicService
 from app.config import Config
@@ -16,6 +17,22 @@ from engines.onnxruntime import OnnxRuntimeEngine
 from engines.select import Candidate, Selection
 from ui.bridge import Bridge
 from ui.main_window import MainWindow
+
+
+def throwaway_config(folder: Path) -> Config:
+    """A profile in `folder`: SQLite store, an ephemeral port, feed times in UTC, routed
+    to unit ER; logs only errors, pseudonyms keyed for this profile."""
+    from app import logs
+
+    logs.setup_logging("ERROR", None)
+    logs.load_pseudonym_key(folder)
+    config = Config()
+    config.paths.data_dir = str(folder)
+    config.database.url = f"sqlite:///{folder / 'clarion.db'}"
+    config.listener.port = 0
+    config.ingest.feed_timezone = "UTC"
+    config.workstation.locations = ["ER"]
+    return config
 
 
 @contextmanager

@@ -22,23 +22,13 @@ from typing import Any
 
 
 def main(out: Path) -> int:
-    from app import logs
-    from app.config import Config
-    from tests.ui.appkit import desktop_app
+    from tests.ui.appkit import desktop_app, throwaway_config
     from tests.ui.test_app_end_to_end import adt, history, oru, send
     from ui.banner import Banner
     from ui.qt import QApplication, QGuiApplication
 
     app = QApplication([])
-    folder = Path(tempfile.mkdtemp())
-    logs.setup_logging("ERROR", None)
-    logs.load_pseudonym_key(folder)
-    config = Config()
-    config.paths.data_dir = str(folder)
-    config.database.url = f"sqlite:///{folder / 'clarion.db'}"
-    config.listener.port = 0
-    config.ingest.feed_timezone = "UTC"
-    config.workstation.locations = ["ER"]
+    config = throwaway_config(Path(tempfile.mkdtemp()))
     config.workstation.clinician = "dr.demo"
     with desktop_app(config) as (clinic, service, window, port):
         window.show()

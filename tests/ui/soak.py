@@ -23,24 +23,14 @@ from pathlib import Path
 
 
 def main(patients: int, out: Path) -> int:
-    from app import logs
     from app.adoption.log import DismissReason
-    from app.config import Config
     from integrations.mllp import MllpClient
     from tests.app.helpers import ack_fields, hl7_message
-    from tests.ui.appkit import desktop_app
+    from tests.ui.appkit import desktop_app, throwaway_config
     from ui.qt import QApplication, QTimer
 
     app = QApplication([])
-    folder = Path(tempfile.mkdtemp())
-    logs.setup_logging("ERROR", None)
-    logs.load_pseudonym_key(folder)
-    config = Config()
-    config.paths.data_dir = str(folder)
-    config.database.url = f"sqlite:///{folder / 'clarion.db'}"
-    config.listener.port = 0
-    config.ingest.feed_timezone = "UTC"
-    config.workstation.locations = ["ER"]
+    config = throwaway_config(Path(tempfile.mkdtemp()))
     config.alerts.max_per_hour = 10**6
     config.alerts.expire_after_s = 30.0
     with desktop_app(config) as (clinic, service, window, port):

@@ -46,6 +46,9 @@ class Engine(ABC):
     def describe(self) -> EngineInfo:
         """Name, precision, model file and runtime details."""
 
+    def close(self) -> None:  # noqa: B027 - most runtimes hold nothing to release
+        """Release what the runtime holds (device memory; keep caches for the next start)."""
+
     def warm_up(self, lengths: tuple[int, ...] = (1, 64, 512)) -> None:
         """Run a few shapes once, so the first real patient is not the slow one."""
         for n in lengths:

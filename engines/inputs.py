@@ -13,10 +13,13 @@ One patient (`ModelInput`, what `encode` returns and the occlusion rows are cut 
 A batch (`collate`, what every engine reads; it takes a patient's events in any order, but
 most recent first within each code): the same events, code-major (each code's events
 together, in vocabulary order, most recent first within a code), the way a compressed
-sparse row matrix stores ragged rows, and padded at the end (code 0):
-  codes, values, ages  [B, N]
+sparse row matrix stores ragged rows, and padded at the end:
+  values, ages  [B, N]
   ends    int64   [B, V]  where each code's events end; code c's are ends[c-1]..ends[c]
   static  float32 [B, S]
+The codes themselves are not an input: in code-major order `ends` says which code each
+event has (the graph once took them and read only their shape; TensorRT warned "Unused
+Input: codes").
 The model reads a code's sums as differences of one running sum at its two ends, and its
 latest event as the first of its run: no scatter over the events (engines/training/model.py).
 Only events the model reads are kept: a known code, 0 <= years before now <= the card's
@@ -33,7 +36,7 @@ import numpy as np
 from engines.card import ModelCard
 
 YEAR_S = 365.25 * 86400
-INPUT_NAMES = ("codes", "values", "ages", "ends", "static")  # the graph's inputs, in order
+INPUT_NAMES = ("values", "ages", "ends", "static")  # the graph's inputs, in order
 STATIC = ("age", "female", "eth_south_asian", "eth_black", "eth_east_asian", "eth_other",
           "no_hba1c", "no_glucose", "no_bmi")
 
@@ -161,14 +164,13 @@ def collate(card: ModelCard, inputs: list[ModelInput],
     batch = len(inputs)
     rows = [by_code(card, i) for i in inputs]
     length = max(1, length or 0, max(len(r.codes) for r in rows))
-    codes = np.zeros((batch, length), dtype=np.int64)
     values = np.zeros((batch, length), dtype=np.float32)
     ages = np.zeros((batch, length), dtype=np.float32)
     ends = np.zeros((batch, vocab), dtype=np.int64)
     static = np.empty((batch, len(inputs[0].static)), dtype=np.float32)
     for row, item in enumerate(rows):
         n = len(item.codes)
-        codes[row, :n], values[row, :n], ages[row, :n] = item.codes, item.values, item.ages
+        values[row, :n], ages[row, :n] = item.values, item.ages
         np.cumsum(np.bincount(item.codes, minlength=vocab), out=ends[row])
         static[row] = item.static
-    return {"codes": codes, "values": values, "ages": ages, "ends": ends, "static": static}
+    return {"values": values, "ages": ages, "ends": ends, "static": static}

@@ -1,8 +1,11 @@
 """INT8 post-training quantization into an ONNX model with Q/DQ nodes.
 
 The format TensorRT's strongly typed networks consume (DESIGN.md): QDQ, QInt8 weights and
-activations, symmetric activations (zero points 0), entropy calibration. The same file
-runs on ONNX Runtime's CPU provider.
+activations, symmetric (zero points 0), entropy calibration, and biases left in float.
+ONNX Runtime quantizes biases to int32 by default, and TensorRT's parser refuses that
+("net.1.bias_DequantizeLinear: input has type Int32 but must have type FP8, FP4, Int4,
+Int8, or UInt8"): `QuantizeBias: False`. The same file runs on ONNX Runtime's CPU provider;
+tests/engines/test_tensorrt_real.py parses and builds it with the real TensorRT-RTX.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ class _Reader:
 
 def quantize_int8(fp32_path: Path, int8_path: Path,
                   calibration: list[dict[str, np.ndarray]],
-                  keep_fp32: tuple[str, ...] = ()) -> Path:
+                  keep_fp32: tuple[str, ...] = (), float_biases: bool = True) -> Path:
     """Write the INT8 Q/DQ model calibrated on `calibration` (collated batches).
 
     Nodes reading any initializer named in `keep_fp32` stay in FP32 (e.g. a linear path
     over standardized features whose rare large values carry the highest risks: entropy
-    calibration clips exactly those)."""
+    calibration clips exactly those). `float_biases=False` gives ONNX Runtime's default, int32
+    biases, which TensorRT refuses (kept to show that it does)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -56,7 +60,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path,
             per_channel=False,
             # Only the head is worth INT8: the per-code aggregation is exact counts and sums.
             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "QuantizeBias": not float_biases})
     finally:
         prepared.unlink(missing_ok=True)
     return int8_path

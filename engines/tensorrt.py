@@ -1,19 +1,34 @@
-"""TensorRT engine for NVIDIA workstations — written to the documented API, never run here.
+"""TensorRT engine for NVIDIA workstations, on either edition of TensorRT.
 
-TensorRT cannot be installed on this project's machines (DESIGN.md), so this module has
-only ever run against the test double in tests/engines/test_tensorrt.py. Everything around
-the TensorRT calls (cache keys, metadata, profile choice, shape buckets, rebuild on a bad
-plan, the validation gate, fallback) is plain Python and is tested for real.
+- **TensorRT for RTX** (`tensorrt_rtx` 1.x, extra `tensorrt-rtx`): NVIDIA's edition for
+  desktop applications on GeForce and RTX PRO GPUs — a doctor's workstation. Its builder
+  compiles ahead of time on the CPU (no GPU needed) for the target compute capabilities set
+  on the builder config; kernels are compiled just in time on the first run and kept in a
+  runtime cache beside the plan; `Runtime.get_engine_validity` reads a plan's header and
+  says whether it can run here, and why not, before anything is deserialized. It has no
+  timing cache worth keeping (its 1.1 release notes: a timing cache forces a GPU query at
+  build time and does not change the engine).
+- **TensorRT** (`tensorrt` 10.x/11.x, extra `tensorrt`): builds for the GPU it runs on, with
+  a timing cache.
 
-API used (TensorRT 10.x/11.x Python API, docs.nvidia.com/deeplearning/tensorrt/latest/
-_static/python-api): `Builder.create_network` (STRONGLY_TYPED flag before 11.0; always on
-from 11.0), `OnnxParser.parse`, `IBuilderConfig.set_memory_pool_limit(MemoryPoolType.
-WORKSPACE, …)`, `create_optimization_profile` / `set_shape`, `create_timing_cache` /
-`set_timing_cache`, `build_serialized_network`, `Runtime.deserialize_cuda_engine`,
-`IExecutionContext.set_input_shape` / `set_tensor_address` / `execute_async_v3`.
-Precision comes from the ONNX file (FP32, FP16-converted, INT8 Q/DQ): no builder flags.
-Device memory and streams: cuda-python (`cuda.bindings.runtime`), as NVIDIA's samples do
-since TensorRT 10.14.
+What has run where (README, "TensorRT"): the RTX builder parses and builds every shipped
+model file in CI (tests/engines/test_tensorrt_real.py) and its validity check and
+deserialization run there and fail as they must without a GPU; on an NVIDIA H200 (compute
+capability 9.0, which TensorRT-RTX does not support) the same engine builds, the validity
+check refuses the plan in TensorRT's words and the app falls back to ONNX Runtime.
+Execution on a GPU (execute_async_v3, CUDA graphs, the runtime cache's contents) has only
+run against the documented-API double in tests/engines/trt_double.py.
+
+API used (docs.nvidia.com/deeplearning/tensorrt[-rtx]/latest/_static/python-api):
+`Builder.create_network` (STRONGLY_TYPED before TensorRT 11; strongly typed always from 11
+and in TensorRT-RTX), `OnnxParser.parse`, `IBuilderConfig.set_memory_pool_limit`,
+`num_compute_capabilities` / `set_compute_capability` (RTX), optimization profiles,
+`create_timing_cache` / `set_timing_cache` (TensorRT), `build_serialized_network`,
+`Runtime.get_engine_validity` (RTX), `deserialize_cuda_engine`, `create_runtime_config` /
+`create_runtime_cache` / `set_runtime_cache` (RTX), `create_execution_context`,
+`set_input_shape` / `set_tensor_address` / `execute_async_v3`. Precision comes from the
+ONNX file (FP32, INT8 Q/DQ): no builder flags. Device memory and streams: cuda-python
+(`cuda.bindings.runtime`), as NVIDIA's samples do since TensorRT 10.14.
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ import platform
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,30 +56,130 @@ MAX_BATCH = 32  # one patient, or one patient's occlusion batch (< 32 feature gr
 TYPICAL_EVENTS = 256
 WORKSPACE_BYTES = 256 * 1024 * 1024
 SHAPE_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048)
-_NP = {"codes": np.int64, "values": np.float32, "ages": np.float32, "ends": np.int64,
-       "static": np.float32}
+_NP = {"values": np.float32, "ages": np.float32, "ends": np.int64, "static": np.float32}
+# TensorRT-RTX targets: the edition's own default set (its documentation, "CPU-Only AOT"),
+# named on the builder config so the plan and its metadata say what it runs on. Turing
+# (7.5) is left out, as by default; Hopper (9.0, data-centre GPUs) is not an RTX target.
+RTX_TARGETS = ("8.0", "8.6", "8.9", "12.0", "12.1")
+EDITIONS = {"tensorrt-rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
+_INSTALL = {"tensorrt-rtx": "pip install 'clarion[tensorrt-rtx]' (an RTX workstation)",
+            "tensorrt": "pip install 'clarion[tensorrt]' (a data-centre GPU)"}
 
 
-def import_runtime() -> tuple[Any, Any]:
-    """(tensorrt, cuda.bindings.runtime), or EngineUnavailable saying what is missing."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise EngineUnavailable(
-            "TensorRT is not installed (pip install 'clarion[tensorrt]' on an NVIDIA "
-            f"workstation): {exc}") from exc
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """Which TensorRT is installed: the module, and what the cache key calls it."""
+
+    name: str  # "tensorrt-rtx" | "tensorrt"
+    trt: Any = field(repr=False)
+
+    @property
+    def version(self) -> str:
+        return str(self.trt.__version__)
+
+    @property
+    def rtx(self) -> bool:
+        return self.name == "tensorrt-rtx"
+
+    @property
+    def tag(self) -> str:
+        return ("trtrtx" if self.rtx else "trt") + self.version
+
+
+def import_edition(prefer: str | None = None) -> Edition:
+    """TensorRT-RTX if installed, else TensorRT (or only `prefer`); EngineUnavailable
+    naming the install command if neither is."""
+    import importlib
+
+    names = [prefer] if prefer else list(EDITIONS)
+    problems = []
+    for name in names:
+        if name not in EDITIONS:
+            raise ValueError(f"unknown TensorRT edition {name!r} (one of {', '.join(EDITIONS)})")
+        try:
+            return Edition(name, importlib.import_module(EDITIONS[name]))
+        except ImportError as exc:
+            problems.append(f"{EDITIONS[name]}: {exc}")
+    raise EngineUnavailable(
+        "TensorRT is not installed (" + " or ".join(_INSTALL[n] for n in names) + "): "
+        + "; ".join(problems))
+
+
+def import_cudart() -> Any:
     try:
         from cuda.bindings import runtime as cudart
     except ImportError as exc:
-        raise EngineUnavailable(f"cuda-python is not installed: {exc}") from exc
-    return trt, cudart
+        raise EngineUnavailable(f"cuda-python is not installed (pip install 'cuda-python'): "
+                                f"{exc}") from exc
+    return cudart
 
 
-def _check(result: Any) -> Any:
+def import_runtime(prefer: str | None = None) -> tuple[Edition, Any]:
+    """(the TensorRT edition, cuda.bindings.runtime), or EngineUnavailable saying what is
+    missing."""
+    return import_edition(prefer), import_cudart()
+
+
+class TrtLog:
+    """TensorRT's logger: warnings and errors go to Clarion's log and are kept, so a refusal
+    can be explained in TensorRT's own words."""
+
+    def __init__(self, trt: Any) -> None:
+        severity = trt.ILogger.Severity
+        self._errors = (severity.INTERNAL_ERROR, severity.ERROR)
+        self._keep = (*self._errors, severity.WARNING)
+        self.messages: list[tuple[str, str]] = []
+        outer = self
+
+        class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+
+            def log(self, level: Any, message: str) -> None:
+                if level in outer._keep:
+                    error = level in outer._errors
+                    outer.messages.append(("error" if error else "warning", message))
+                    log.log(logging.WARNING if error else logging.INFO, "TensorRT: %s",
+                            message)
+
+        self.logger = _Logger()
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    def errors_since(self, mark: int) -> str:
+        """The errors logged since `mark`, joined, most telling first (TensorRT's own
+        text, with its source locations trimmed)."""
+        found = [_trim(m) for kind, m in self.messages[mark:] if kind == "error"]
+        return "; ".join(dict.fromkeys(found))
+
+
+def _trim(message: str) -> str:
+    """'IRuntime::deserializeCudaEngine: Error Code 1: Cuda Runtime (In X at /_src/…:25
+    (cudaError 35: …))' → the words without the build tree's file names."""
+    import re
+
+    return re.sub(r"In \w+ at /_src/[^ ]+ ", "", message).strip()
+
+
+def _error_words(cudart: Any, error: Any) -> str:
+    """cudaErrorInsufficientDriver (CUDA driver version is insufficient …)."""
+    try:
+        name = cudart.cudaGetErrorName(error)[1]
+        text = cudart.cudaGetErrorString(error)[1]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return f"{name} ({text})"
+    except Exception:  # noqa: BLE001 - the number is still worth reporting
+        return f"CUDA error {int(error)}"
+
+
+def _check(result: Any, cudart: Any = None) -> Any:
     """cuda-python calls return (error, value...): raise on error, return the value(s)."""
     error, *values = result if isinstance(result, tuple) else (result,)
     if int(error) != 0:
-        raise RuntimeError(f"CUDA error {error}")
+        raise RuntimeError(_error_words(cudart, error) if cudart is not None
+                           else f"CUDA error {error}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -79,27 +194,31 @@ class GpuInfo:
 
 
 def gpu_info(cudart: Any) -> GpuInfo:
-    count = _check(cudart.cudaGetDeviceCount())
-    if count < 1:
+    """The first GPU, or EngineUnavailable in CUDA's words (no driver, no device …)."""
+    error, *rest = cudart.cudaGetDeviceCount()
+    if int(error) != 0:
+        raise EngineUnavailable(f"no usable CUDA GPU: {_error_words(cudart, error)}")
+    if rest[0] < 1:
         raise EngineUnavailable("no CUDA GPU found")
-    props = _check(cudart.cudaGetDeviceProperties(0))
+    props = _check(cudart.cudaGetDeviceProperties(0), cudart)
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return GpuInfo(name.strip("\x00"), f"{props.major}.{props.minor}",
-                   str(_check(cudart.cudaDriverGetVersion())),
-                   str(_check(cudart.cudaRuntimeGetVersion())))
+                   str(_check(cudart.cudaDriverGetVersion(), cudart)),
+                   str(_check(cudart.cudaRuntimeGetVersion(), cudart)))
 
 
 def os_tag() -> str:
     return f"{platform.system().lower()}-{platform.machine().lower()}"
 
 
-def cache_key(model_sha256: str, trt_version: str, compute_capability: str,
+def cache_key(model_sha256: str, edition_tag: str, targets: tuple[str, ...],
               os_name: str | None = None) -> str:
-    """Engines are tied to the model, the TensorRT version, the GPU's compute capability and
+    """Plans are tied to the model file, the TensorRT edition and version, the compute
+    capabilities they were built for (TensorRT: this GPU's; TensorRT-RTX: its targets) and
     the OS: a plan built for any other combination must not be loaded."""
     os_name = os_name or os_tag()
-    cc = compute_capability.replace(".", "")
-    return f"{model_sha256[:16]}-trt{trt_version}-sm{cc}-{os_name}"
+    sm = "sm" + ".".join(t.replace(".", "") for t in targets)
+    return f"{model_sha256[:16]}-{edition_tag}-{sm}-{os_name}"
 
 
 def bucket_for(events: int) -> int:
@@ -117,7 +236,7 @@ def profile_shapes(card: ModelCard) -> dict[str, tuple[tuple[int, ...], ...]]:
     events = (1, TYPICAL_EVENTS, card.max_events)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
-        for name in ("codes", "values", "ages")}
+        for name in ("values", "ages")}
     shapes["ends"] = ((1, vocab), (1, vocab), (MAX_BATCH, vocab))
     shapes["static"] = ((1, static), (1, static), (MAX_BATCH, static))
     return shapes
@@ -133,8 +252,30 @@ def nvidia_smi() -> str:
         return f"nvidia-smi failed: {exc}"
 
 
+def invalidity_words(trt: Any, diagnostics: int, targets: tuple[str, ...],
+                     gpu: GpuInfo | None) -> list[str]:
+    """TensorRT-RTX's EngineInvalidityDiagnostics bits → what an IT person can act on."""
+    words = {
+        "VERSION_MISMATCH": f"built by another TensorRT-RTX version (this is {trt.__version__})",
+        "UNSUPPORTED_CC": (f"needs compute capability {'/'.join(targets)}; this GPU"
+                           + (f" ({gpu.name}) is {gpu.compute_capability}" if gpu else " is "
+                              "another")),
+        "OLD_CUDA_DRIVER": "the NVIDIA driver is too old for this plan: update it",
+        "OLD_CUDA_RUNTIME": "the CUDA runtime is too old for this plan",
+        "INSUFFICIENT_GPU_MEMORY": "not enough GPU memory",
+        "MALFORMED_ENGINE": "the plan file is damaged",
+        "CUDA_ERROR": "CUDA reported an error while checking",
+    }
+    out = []
+    for name, member in trt.EngineInvalidityDiagnostics.__members__.items():
+        if diagnostics & int(member):
+            out.append(words.get(name, name.lower().replace("_", " ")))
+    return out
+
+
 class EngineCache:
-    """Serialized engines (plans) with a JSON metadata file beside each, and timing caches."""
+    """Serialized engines (plans) with a JSON metadata file beside each; TensorRT's timing
+    caches and TensorRT-RTX's runtime caches."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -148,6 +289,10 @@ class EngineCache:
     def timing_cache_path(self, key: str) -> Path:
         return self.root / f"timing-{key.split('-', 1)[1]}.cache"
 
+    def runtime_cache_path(self, plan: Path, gpu: GpuInfo) -> Path:
+        """JIT-compiled kernels, per plan and GPU (the cache itself checks the rest)."""
+        return plan.with_suffix(f".sm{gpu.compute_capability.replace('.', '')}.rtxcache")
+
     def write(self, plan: Path, data: bytes, metadata: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = plan.with_suffix(".plan.tmp")
@@ -158,23 +303,32 @@ class EngineCache:
     def discard(self, plan: Path) -> None:
         plan.unlink(missing_ok=True)
         self.metadata_path(plan).unlink(missing_ok=True)
+        for cache in plan.parent.glob(plan.stem + ".*.rtxcache"):
+            cache.unlink()
 
 
 class TensorRTEngine(Engine):
-    """The model on TensorRT. `runtime` injects (tensorrt, cudart) — tests pass a double."""
+    """The model on TensorRT (either edition). `runtime` injects (edition, cudart): tests
+    pass the double, or the real `tensorrt_rtx` with no GPU."""
 
     name = "tensorrt"
 
     def __init__(self, card: ModelCard, cache_dir: Path, precision: str = "fp32",
-                 runtime: tuple[Any, Any] | None = None, use_cuda_graphs: bool = True) -> None:
+                 runtime: tuple[Edition, Any] | None = None, use_cuda_graphs: bool = True,
+                 edition: str | None = None,
+                 rtx_targets: tuple[str, ...] = RTX_TARGETS) -> None:
         super().__init__(card)
         self.precision = precision
         self.name = f"tensorrt-{precision}"
         self.cache = EngineCache(cache_dir)
         self._runtime = runtime
+        self._prefer = edition
+        self.rtx_targets = rtx_targets
         self._use_graphs = use_cuda_graphs
         self._engine: Any = None
         self._context: Any = None
+        self._runtime_cache: Any = None
+        self._runtime_cache_path: Path | None = None
         self._stream: Any = None
         self._device: dict[str, int] = {}
         self._graphs: dict[tuple[int, int], Any] = {}
@@ -182,100 +336,219 @@ class TensorRTEngine(Engine):
         self.metadata: dict[str, Any] = {}
         self.built = False
 
-    # -- loading -----------------------------------------------------------------------
-    def load(self) -> None:
-        trt, cudart = self._runtime or import_runtime()
-        self._trt, self._cudart = trt, cudart
-        gpu = gpu_info(cudart)
-        model = self.card.path(self.precision)
-        model_hash = file_sha256(model)
-        key = cache_key(model_hash, trt.__version__, gpu.compute_capability)
-        plan = self.cache.plan_path(self.card, self.precision, key)
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        engine = None
-        if plan.exists():
-            engine = runtime.deserialize_cuda_engine(plan.read_bytes())
-            if engine is None:
-                log.warning("cached TensorRT engine %s failed to deserialize; rebuilding",
-                            plan.name)
-                self.cache.discard(plan)
-        if engine is None:
-            data, metadata = self._build(trt, logger, model, model_hash, key, gpu)
+    # -- the edition, the key, the plan ----------------------------------------------
+    def edition(self) -> Edition:
+        return self._runtime[0] if self._runtime else import_edition(self._prefer)
+
+    def _cudart(self) -> Any:
+        return self._runtime[1] if self._runtime else import_cudart()
+
+    def targets(self, edition: Edition, gpu: GpuInfo | None) -> tuple[str, ...]:
+        """What the plan is built for: TensorRT-RTX's targets, or TensorRT's one GPU."""
+        if edition.rtx:
+            return self.rtx_targets
+        if gpu is None:
+            raise EngineUnavailable("TensorRT (not -RTX) builds only for a GPU it can see")
+        return (gpu.compute_capability,)
+
+    def plan_for(self, edition: Edition, gpu: GpuInfo | None) -> tuple[Path, str]:
+        model_hash = file_sha256(self.card.path(self.precision))
+        key = cache_key(model_hash, edition.tag, self.targets(edition, gpu))
+        return self.cache.plan_path(self.card, self.precision, key), key
+
+    def build(self, gpu: GpuInfo | None = None) -> Path:
+        """Parse and build the plan if it is not cached; return its path. TensorRT-RTX
+        builds ahead of time on the CPU; TensorRT needs `gpu` (the one it builds for)."""
+        edition = self.edition()
+        plan, key = self.plan_for(edition, gpu)
+        if not plan.exists():
+            data, metadata = self._build(edition, TrtLog(edition.trt), key, gpu)
             self.cache.write(plan, data, metadata)
             self.built = True
-            engine = runtime.deserialize_cuda_engine(data)
-            if engine is None:
-                raise EngineUnavailable("TensorRT built an engine it cannot deserialize")
+        self.plan = plan
+        self.metadata = json.loads(self.cache.metadata_path(plan).read_text()) \
+            if self.cache.metadata_path(plan).exists() else {}
+        return plan
+
+    # -- loading -----------------------------------------------------------------------
+    def load(self) -> None:
+        edition = self.edition()
+        try:
+            self._load(edition)
+        except EngineUnavailable as exc:  # say which TensorRT refused
+            raise EngineUnavailable(f"{edition.name} {edition.version}: {exc}") from exc
+
+    def _load(self, edition: Edition) -> None:
+        cudart = self._cudart()
+        self._edition, self._cudart_mod = edition, cudart
+        gpu = gpu_info(cudart)
+        trt = edition.trt
+        trt_log = TrtLog(trt)
+        runtime = trt.Runtime(trt_log.logger)
+        plan, key = self.plan_for(edition, gpu)
+        engine = None
+        if plan.exists():
+            engine = self._deserialize(edition, runtime, trt_log, plan.read_bytes(), gpu,
+                                       cached=plan)
+        if engine is None:
+            data, metadata = self._build(edition, trt_log, key, gpu)
+            self.cache.write(plan, data, metadata)
+            self.built = True
+            engine = self._deserialize(edition, runtime, trt_log, data, gpu, cached=None)
         self.plan = plan
         self.metadata = json.loads(self.cache.metadata_path(plan).read_text()) \
             if self.cache.metadata_path(plan).exists() else {}
         self._engine = engine
-        self._context = engine.create_execution_context()
-        self._stream = _check(cudart.cudaStreamCreate())  # a non-default stream
+        self._context = self._create_context(edition, engine, plan, gpu)
+        self._stream = _check(cudart.cudaStreamCreate(), cudart)  # a non-default stream
         self._allocate()
 
-    def _build(self, trt: Any, logger: Any, model: Path, model_hash: str, key: str,
-               gpu: GpuInfo) -> tuple[bytes, dict[str, Any]]:
+    def _deserialize(self, edition: Edition, runtime: Any, trt_log: TrtLog, data: bytes,
+                     gpu: GpuInfo, cached: Path | None) -> Any:
+        """The engine, or None for a cached plan worth rebuilding (another version, a
+        damaged file); EngineUnavailable, in TensorRT's words, when it cannot run here."""
+        trt = edition.trt
+        mark = trt_log.mark()
+        if edition.rtx:
+            validity, diagnostics = runtime.get_engine_validity(data)
+            if validity == trt.EngineValidity.INVALID:
+                words = invalidity_words(trt, int(diagnostics), self.rtx_targets, gpu)
+                rebuild = int(diagnostics) & (
+                    int(trt.EngineInvalidityDiagnostics.VERSION_MISMATCH)
+                    | int(trt.EngineInvalidityDiagnostics.MALFORMED_ENGINE))
+                if cached is not None and rebuild:
+                    log.warning("cached TensorRT-RTX plan %s is not valid here (%s); "
+                                "rebuilding", cached.name, "; ".join(words))
+                    self.cache.discard(cached)
+                    return None
+                said = trt_log.errors_since(mark)
+                raise EngineUnavailable(
+                    "TensorRT-RTX says this plan cannot run here: "
+                    + "; ".join(words + ([said] if said else [])) if words or said else
+                    "TensorRT-RTX says this plan cannot run here (no reason given)")
+            if validity == trt.EngineValidity.SUBOPTIMAL:
+                log.info("TensorRT-RTX: plan %s may run slower on this GPU",
+                         (cached or Path("(new)")).name)
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is not None:
+            return engine
+        said = trt_log.errors_since(mark)
+        if cached is not None:
+            log.warning("cached TensorRT engine %s failed to deserialize (%s); rebuilding",
+                        cached.name, said or "no reason given")
+            self.cache.discard(cached)
+            return None
+        raise EngineUnavailable(f"{edition.name} built an engine it cannot deserialize: "
+                                f"{said or 'no reason given'}")
+
+    def _create_context(self, edition: Edition, engine: Any, plan: Path, gpu: GpuInfo) -> Any:
+        """An execution context; on TensorRT-RTX with the runtime cache of JIT-compiled
+        kernels read from beside the plan (written back on close)."""
+        if not edition.rtx:
+            return engine.create_execution_context()
+        config = engine.create_runtime_config()
+        cache = config.create_runtime_cache()
+        path = self.cache.runtime_cache_path(plan, gpu)
+        if path.exists() and not cache.deserialize(path.read_bytes()):
+            log.info("TensorRT-RTX runtime cache %s does not match this system; starting "
+                     "afresh", path.name)
+        config.set_runtime_cache(cache)
+        self._runtime_cache, self._runtime_cache_path = cache, path
+        return engine.create_execution_context(config)
+
+    def save_runtime_cache(self) -> None:
+        """Keep the kernels TensorRT-RTX compiled on this GPU for the next start."""
+        if self._runtime_cache is None or self._runtime_cache_path is None:
+            return
+        data = bytes(self._runtime_cache.serialize())
+        tmp = self._runtime_cache_path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(self._runtime_cache_path)
+
+    def _build(self, edition: Edition, trt_log: TrtLog, key: str,
+               gpu: GpuInfo | None) -> tuple[bytes, dict[str, Any]]:
+        trt = edition.trt
+        model = self.card.path(self.precision)
         started = time.perf_counter()
-        builder = trt.Builder(logger)
-        major = int(str(trt.__version__).split(".")[0])
-        flags = 0 if major >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        mark = trt_log.mark()
+        builder = trt.Builder(trt_log.logger)
+        major = int(edition.version.split(".")[0])
+        strongly_typed_flag = not edition.rtx and major < 11
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) \
+            if strongly_typed_flag else 0
         network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
+        parser = trt.OnnxParser(network, trt_log.logger)
         if not parser.parse(model.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineUnavailable(f"TensorRT could not parse {model.name}: {errors}")
+            errors = "; ".join(_trim(str(parser.get_error(i))) for i in range(parser.num_errors))
+            raise EngineUnavailable(f"{edition.name} could not parse {model.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        targets = self.targets(edition, gpu)
+        if edition.rtx:
+            config.num_compute_capabilities = len(targets)
+            for i, target in enumerate(targets):
+                if not config.set_compute_capability(
+                        getattr(trt.ComputeCapability, "SM" + target.replace(".", "")), i):
+                    raise EngineUnavailable(f"TensorRT-RTX refused target compute capability "
+                                            f"{target}: {trt_log.errors_since(mark)}")
         profile = builder.create_optimization_profile()
         shapes = profile_shapes(self.card)
         for name, (lo, opt, hi) in shapes.items():
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
-        timing_path = self.cache.timing_cache_path(key)
-        timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists()
-                                            else b"")
-        config.set_timing_cache(timing, False)
+        timing_path = None if edition.rtx else self.cache.timing_cache_path(key)
+        if timing_path is not None:
+            timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists()
+                                                else b"")
+            config.set_timing_cache(timing, False)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise EngineUnavailable("TensorRT failed to build the engine (see its log)")
+            raise EngineUnavailable(f"{edition.name} failed to build the engine: "
+                                    f"{trt_log.errors_since(mark) or 'no reason given'}")
         self.cache.root.mkdir(parents=True, exist_ok=True)
-        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        if timing_path is not None:
+            timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        inputs = [network.get_input(i).name for i in range(network.num_inputs)]
         metadata = {
             "model": self.card.id, "model_version": self.card.version,
-            "model_file": model.name, "model_sha256": model_hash, "precision": self.precision,
-            "cache_key": key, "tensorrt": str(trt.__version__), "cuda_runtime": gpu.cuda_runtime,
-            "driver": gpu.driver, "gpu": gpu.name, "compute_capability": gpu.compute_capability,
+            "model_file": model.name, "model_sha256": file_sha256(model),
+            "precision": self.precision, "cache_key": key,
+            "edition": edition.name, "tensorrt": edition.version,
+            "targets": list(targets), "inputs": inputs,
+            "warnings": [m for kind, m in trt_log.messages[mark:] if kind == "warning"],
+            "cuda_runtime": gpu.cuda_runtime if gpu else "",
+            "driver": gpu.driver if gpu else "",
+            "gpu": gpu.name if gpu else "none (built ahead of time on the CPU)",
+            "compute_capability": gpu.compute_capability if gpu else "",
             "os": os_tag(), "nvidia_smi": nvidia_smi(),
             "build": {"workspace_bytes": WORKSPACE_BYTES, "strongly_typed": True,
                       "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
                       "precision_from": "the ONNX file (no builder precision flags)",
-                      "timing_cache": timing_path.name},
+                      "timing_cache": timing_path.name if timing_path else None},
+            "plan_bytes": len(bytes(serialized)),
             "build_seconds": round(time.perf_counter() - started, 3),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return bytes(serialized), metadata
 
     def _allocate(self) -> None:
-        cudart = self._cudart
-        largest = {"codes": (MAX_BATCH, self.card.max_events),
-                   "values": (MAX_BATCH, self.card.max_events),
+        cudart = self._cudart_mod
+        largest = {"values": (MAX_BATCH, self.card.max_events),
                    "ages": (MAX_BATCH, self.card.max_events),
                    "ends": (MAX_BATCH, len(self.card.vocabulary)),
                    "static": (MAX_BATCH, len(self.card.static)), "risk": (MAX_BATCH, 1)}
         for name, shape in largest.items():
             dtype = _NP.get(name, np.float32)
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            self._device[name] = _check(cudart.cudaMalloc(size))
+            self._device[name] = _check(cudart.cudaMalloc(size), cudart)
             self._context.set_tensor_address(name, self._device[name])
 
     # -- inference ---------------------------------------------------------------------
     def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         if self._context is None:
             self.load()
-        cudart = self._cudart
-        rows, events = batch["codes"].shape
+        cudart = self._cudart_mod
+        rows, events = batch["values"].shape
         if rows > MAX_BATCH:
             return np.concatenate([self.infer({k: v[i:i + MAX_BATCH] for k, v in batch.items()})
                                    for i in range(0, rows, MAX_BATCH)])
@@ -285,20 +558,20 @@ class TensorRTEngine(Engine):
             host = np.ascontiguousarray(padded[name])
             self._context.set_input_shape(name, host.shape)
             _check(cudart.cudaMemcpyAsync(self._device[name], host.ctypes.data, host.nbytes,
-                                          kind.cudaMemcpyHostToDevice, self._stream))
-        self._run((rows, padded["codes"].shape[1]))
+                                          kind.cudaMemcpyHostToDevice, self._stream), cudart)
+        self._run((rows, padded["values"].shape[1]))
         out = np.empty((rows, 1), dtype=np.float32)
         _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._device["risk"], out.nbytes,
-                                      kind.cudaMemcpyDeviceToHost, self._stream))
-        _check(cudart.cudaStreamSynchronize(self._stream))
+                                      kind.cudaMemcpyDeviceToHost, self._stream), cudart)
+        _check(cudart.cudaStreamSynchronize(self._stream), cudart)
         return out.reshape(-1)
 
     def _pad(self, batch: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
         """Pad histories to the shape bucket; padding lies past every code's end, so risk is
         unchanged."""
-        rows, events = batch["codes"].shape
+        rows, events = batch["values"].shape
         out = {"ends": batch["ends"], "static": batch["static"]}
-        for name in ("codes", "values", "ages"):
+        for name in ("values", "ages"):
             padded = np.zeros((rows, length), dtype=_NP[name])
             padded[:, :events] = batch[name]
             out[name] = padded
@@ -306,7 +579,7 @@ class TensorRTEngine(Engine):
 
     def _run(self, shape: tuple[int, int]) -> None:
         """execute_async_v3 on our stream; replay a CUDA graph per shape bucket if enabled."""
-        cudart = self._cudart
+        cudart = self._cudart_mod
         if not self._use_graphs:
             if not self._context.execute_async_v3(self._stream):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
@@ -317,25 +590,31 @@ class TensorRTEngine(Engine):
             if not self._context.execute_async_v3(self._stream):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
             _check(cudart.cudaStreamBeginCapture(
-                self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+                self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal), cudart)
             self._context.execute_async_v3(self._stream)
-            captured = _check(cudart.cudaStreamEndCapture(self._stream))
-            graph = _check(cudart.cudaGraphInstantiate(captured, 0))
+            captured = _check(cudart.cudaStreamEndCapture(self._stream), cudart)
+            graph = _check(cudart.cudaGraphInstantiate(captured, 0), cudart)
             self._graphs[shape] = graph
             return
-        _check(cudart.cudaGraphLaunch(graph, self._stream))
+        _check(cudart.cudaGraphLaunch(graph, self._stream), cudart)
 
     def describe(self) -> EngineInfo:
         details = {k: str(self.metadata.get(k, "")) for k in (
-            "tensorrt", "cuda_runtime", "driver", "gpu", "compute_capability", "cache_key")}
+            "edition", "tensorrt", "cuda_runtime", "driver", "gpu", "compute_capability",
+            "cache_key")}
+        details["targets"] = ",".join(self.metadata.get("targets", []))
         details["plan"] = str(self.plan or "")
         details["cuda_graphs"] = str(self._use_graphs)
         return EngineInfo(self.name, self.precision, str(self.card.path(self.precision)),
                           details)
 
     def close(self) -> None:
-        if self._runtime is None and not hasattr(self, "_cudart"):
+        if not hasattr(self, "_cudart_mod"):
             return
+        try:
+            self.save_runtime_cache()
+        except OSError as exc:
+            log.warning("could not keep the TensorRT-RTX runtime cache: %s", exc)
         for pointer in self._device.values():
-            self._cudart.cudaFree(pointer)
+            self._cudart_mod.cudaFree(pointer)
         self._device.clear()

@@ -187,8 +187,10 @@ class ClinicService:
             self.model, trends_of(features), alert_history(self.engine, patient_id))
 
     def close(self) -> None:
-        """Write the adoption events still waiting; call before the store is closed."""
+        """Write the adoption events still waiting; call before the store is closed. Let
+        the engine keep what it compiled (TensorRT-RTX's runtime cache)."""
         self.log.close()
+        self.scorer.engine.close()
 
     def search(self, text: str, limit: int = 20) -> list[tuple[int, str, str, str]]:
         """By hand: patients whose name or identifier matches `text`."""

@@ -19,7 +19,7 @@ The aggregation reads the batch code-major (engines/inputs.py: each code's event
 most recent first, and `ends`, where each code's run ends, as in a compressed sparse row
 matrix): one running sum (CumSum) of 2-wide rows (value, age) over the events, read at the
 two ends of each code's run, gives its sums; its count is the run's length and its latest
-event the run's first. `codes` is read for its shape only: the runs carry the codes. No
+event the run's first. The codes are not an input: the runs carry them. No
 scatter and no [events x vocabulary] one-hot: the per-event work is the CumSum alone, so
 the cost barely grows with history length, and the graph has a dynamic N with nothing
 baked in. The sort behind the layout is NumPy's radix sort of small integer keys, once per
@@ -85,12 +85,12 @@ class T2DNet(nn.Module):
         self.register_buffer("calib_a", torch.tensor(1.0))
         self.register_buffer("calib_b", torch.tensor(0.0))
 
-    def features(self, codes: torch.Tensor, values: torch.Tensor, ages: torch.Tensor,
-                 ends: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+    def features(self, values: torch.Tensor, ages: torch.Tensor, ends: torch.Tensor,
+                 static: torch.Tensor) -> torch.Tensor:
         """The raw (unstandardized) features: [batch, 5 x vocab + static], from a code-major
         batch (engines/inputs.collate: each code's events between ends[c-1] and ends[c],
         most recent first)."""
-        batch, events = codes.shape
+        batch, events = values.shape
         starts = torch.cat([ends.new_zeros(batch, 1), ends[:, :-1]], dim=1)
         total = (ends - starts).to(values.dtype)
         present = (total > 0.5).to(values.dtype)
@@ -132,11 +132,11 @@ class T2DNet(nn.Module):
         x = self.standardize(raw)
         return (self.wide(x) + self.net(x)).squeeze(-1)
 
-    def logit(self, codes: torch.Tensor, values: torch.Tensor, ages: torch.Tensor,
-              ends: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(codes, values, ages, ends, static))
+    def logit(self, values: torch.Tensor, ages: torch.Tensor, ends: torch.Tensor,
+              static: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(values, ages, ends, static))
 
-    def forward(self, codes: torch.Tensor, values: torch.Tensor, ages: torch.Tensor,
-                ends: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        logit = self.logit(codes, values, ages, ends, static)
+    def forward(self, values: torch.Tensor, ages: torch.Tensor, ends: torch.Tensor,
+                static: torch.Tensor) -> torch.Tensor:
+        logit = self.logit(values, ages, ends, static)
         return torch.sigmoid(self.calib_a * logit + self.calib_b).unsqueeze(-1)

@@ -74,9 +74,8 @@ def card_template(seed: int, patients: int) -> dict:
             "numeric": {k: {"unit": u, "mean": m, "sd": s, "range": list(r)}
                         for k, (u, m, s, r) in NUMERIC.items()},
             "static": list(STATIC),
-            "tensors": {"codes": "int64 [batch, events], code-major: each code's events "
-                                 "together, most recent first (engines/inputs.collate)",
-                        "values": "float32 [batch, events]",
+            "tensors": {"values": "float32 [batch, events], code-major: each code's events "
+                                  "together, most recent first (engines/inputs.collate)",
                         "ages": "float32 [batch, events] years before now",
                         "ends": "int64 [batch, vocabulary] where each code's events end",
                         "static": f"float32 [batch, {len(STATIC)}]"},
@@ -226,7 +225,7 @@ def main() -> None:
         model, tuple(example), dynamo=True, input_names=list(INPUT_NAMES),
         output_names=["risk"],
         dynamic_shapes=({0: batch_dim, 1: events_dim}, {0: batch_dim, 1: events_dim},
-                        {0: batch_dim, 1: events_dim}, {0: batch_dim}, {0: batch_dim}))
+                        {0: batch_dim}, {0: batch_dim}))
     if onnx_program is None:
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
     onnx_program.save(str(out / "model.onnx"))

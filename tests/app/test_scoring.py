@@ -92,7 +92,7 @@ def test_factor_call_scores_only_the_groups_that_remove_something(engine: Engine
 
     class Recording(OnnxRuntimeEngine):  # the real engine, noting each batch's size
         def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-            batches.append(len(batch["codes"]))
+            batches.append(len(batch["values"]))
             return super().infer(batch)
 
     cache = FeatureCache(engine)

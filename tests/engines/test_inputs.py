@@ -38,8 +38,8 @@ def test_each_codes_events_lie_between_its_ends_in_their_own_order(card: ModelCa
     batch = collate(card, items, length=2100)
     assert list(batch) == list(INPUT_NAMES)
     vocab = len(card.vocabulary)
-    assert batch["codes"].shape == (4, 2100) and batch["ends"].shape == (4, vocab)
-    assert batch["ends"].dtype == np.int64 and batch["codes"].dtype == np.int64
+    assert batch["values"].shape == (4, 2100) and batch["ends"].shape == (4, vocab)
+    assert batch["ends"].dtype == np.int64 and batch["values"].dtype == np.float32
     for row, item in enumerate(items):
         ends = batch["ends"][row]
         valid = (item.codes > 0) & (item.ages >= 0) & (item.ages <= card.window_years)
@@ -47,13 +47,13 @@ def test_each_codes_events_lie_between_its_ends_in_their_own_order(card: ModelCa
         start = 0
         for code in range(vocab):
             mine = valid & (item.codes == code)
-            run = slice(start, ends[code])
-            assert np.all(batch["codes"][row, run] == code)
+            run = slice(start, ends[code])  # the run says the code: no `codes` input
             np.testing.assert_array_equal(batch["values"][row, run], item.values[mine])
             np.testing.assert_array_equal(batch["ages"][row, run], item.ages[mine])
             start = ends[code]
         assert ends[0] == 0 and ends[-1] == valid.sum()
-        assert not batch["codes"][row, ends[-1]:].any()  # padding: code 0, past every end
+        # padding: zeros, past every end
+        assert not batch["values"][row, ends[-1]:].any() and not batch["ages"][row, ends[-1]:].any()
         np.testing.assert_array_equal(batch["static"][row], item.static)
 
 
@@ -69,7 +69,7 @@ def test_a_patient_with_no_events_is_one_padding_event(card: ModelCard) -> None:
     empty = ModelInput(np.zeros(0, np.int64), np.zeros(0, np.float32),
                        np.zeros(0, np.float32), np.zeros(len(card.static), np.float32))
     batch = collate(card, [empty])
-    assert batch["codes"].shape == (1, 1) and not batch["ends"].any()
+    assert batch["values"].shape == (1, 1) and not batch["ends"].any()
 
 
 def test_encode_gives_the_batch_order_so_collate_copies_it(card: ModelCard) -> None:

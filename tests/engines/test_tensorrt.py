@@ -1,7 +1,10 @@
-"""The TensorRT engine around its API calls — against a documented-API test double.
+"""The TensorRT engine around its API calls — against a documented-API test double, for
+what needs a GPU.
 
-TensorRT cannot be installed on this project's machines (DESIGN.md); tests/engines/
-trt_double.py stands in for `tensorrt` and `cuda.bindings.runtime`, following
+The real TensorRT-RTX builder, parser and validity check run in test_tensorrt_real.py.
+Executing an engine needs a GPU TensorRT supports, which neither this machine nor the lent
+H200 has; tests/engines/trt_double.py stands in for `tensorrt` (or `tensorrt_rtx`) and
+`cuda.bindings.runtime` there, following
 https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/
 ExecutionContext.html (set_input_shape, set_tensor_address, execute_async_v3), Builder.html
 (create_network, STRONGLY_TYPED, set_memory_pool_limit, optimization profiles, timing
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +39,8 @@ def card() -> ModelCard:
 
 def _engine(card: ModelCard, folder: Path, trt: FakeTensorRT | None = None,
             cudart: FakeCudart | None = None, **kw: object) -> TensorRTEngine:
-    return TensorRTEngine(card, folder, runtime=(trt or FakeTensorRT(), cudart or FakeCudart()),
+    trt = trt or FakeTensorRT()
+    return TensorRTEngine(card, folder, runtime=(trt.edition(), cudart or FakeCudart()),
                           **kw)  # type: ignore[arg-type]
 
 
@@ -47,8 +52,11 @@ def _item(card: ModelCard, n: int, seed: int = 0) -> ModelInput:
                       rng.normal(0, 1, len(card.static)).astype(np.float32))
 
 
-def test_not_installed_here_is_a_clear_reason() -> None:
-    with pytest.raises(EngineUnavailable, match="TensorRT is not installed"):
+def test_not_installed_is_a_clear_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)  # None: import raises ImportError
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EngineUnavailable, match=r"TensorRT is not installed .*"
+                       r"clarion\[tensorrt-rtx\].* or .*clarion\[tensorrt\]"):
         import_runtime()
 
 
@@ -66,8 +74,10 @@ def test_first_load_builds_with_profile_workspace_and_metadata(card: ModelCard,
     [build] = trt.builds
     assert build["flags"] == 1 << 1  # STRONGLY_TYPED requested explicitly before 11.0
     assert list(build["pool"].values()) == [256 * 1024 * 1024]
+    assert build["targets"] == []  # TensorRT builds for the GPU it sees
     [profile] = build["profiles"]
-    assert profile["codes"] == ((1, 1), (1, 256), (32, 2048))
+    assert set(profile) == {"values", "ages", "ends", "static"}  # no unused `codes`
+    assert profile["values"] == ((1, 1), (1, 256), (32, 2048))
     assert profile["ends"] == ((1, len(card.vocabulary)), (1, len(card.vocabulary)),
                                (32, len(card.vocabulary)))
     assert profile["static"][2] == (32, len(card.static))
@@ -76,6 +86,8 @@ def test_first_load_builds_with_profile_workspace_and_metadata(card: ModelCard,
                 "nvidia_smi", "build", "build_seconds", "model_sha256", "built_at"):
         assert key in meta, key
     assert meta["gpu"] == "NVIDIA RTX Test" and meta["compute_capability"] == "8.9"
+    assert meta["edition"] == "tensorrt" and meta["targets"] == ["8.9"]
+    assert "-trt10.14.1-sm89-" in meta["cache_key"]
     assert (tmp_path / f"timing-{meta['cache_key'].split('-', 1)[1]}.cache").exists()
 
 
@@ -96,8 +108,9 @@ def test_cache_is_reused_and_keyed_by_version_and_gpu(card: ModelCard, tmp_path:
     other_gpu.load()
     assert other_gpu.built and other_gpu.plan != first.plan
     assert "sm90" in str(other_gpu.plan) and "sm89" in str(first.plan)
-    assert cache_key("ab" * 32, "10.14.1", "8.9", "linux-x86_64") != \
-        cache_key("ab" * 32, "11.0.0", "8.9", "linux-x86_64")
+    keys = {cache_key("ab" * 32, tag, ("8.9",), "linux-x86_64")
+            for tag in ("trt10.14.1", "trt11.0.0", "trtrtx1.7.1.116")}
+    assert len(keys) == 3  # version and edition both part of the key
 
 
 def test_bad_plan_is_rebuilt(card: ModelCard, tmp_path: Path,
@@ -110,7 +123,8 @@ def test_bad_plan_is_rebuilt(card: ModelCard, tmp_path: Path,
     caplog.set_level(logging.WARNING, logger="clarion.engines")
     again = _engine(card, tmp_path, trt)
     again.load()
-    assert again.built and "failed to deserialize; rebuilding" in caplog.text
+    assert again.built and "failed to deserialize (" in caplog.text
+    assert "Magic tag does not match" in caplog.text  # TensorRT's words, logged
     assert again.plan is not None and again.plan.read_bytes().startswith(b"FAKE-TRT-PLAN")
 
 
@@ -153,3 +167,70 @@ def test_selection_refuses_a_lossy_tensorrt_engine(card: ModelCard, tmp_path: Pa
     assert selection.engine.name == "onnxruntime-cpu"
     trt = selection.candidates[0]
     assert not trt.usable and "max |difference|" in trt.reason
+
+
+# -- TensorRT-RTX on a GPU: only the double can play one (see the module docstring) ---------
+
+def test_rtx_builds_for_its_targets_without_a_timing_cache(card: ModelCard,
+                                                           tmp_path: Path) -> None:
+    trt = FakeTensorRT(version="1.7.1.116", rtx=True)
+    engine = _engine(card, tmp_path, trt)
+    engine.load()
+    [build] = trt.builds
+    assert build["flags"] == 0  # strongly typed is the only kind TensorRT-RTX builds
+    assert build["targets"] == [80, 86, 89, 120, 121]
+    assert trt.validity_checks == 1  # the header was checked before deserializing
+    assert engine.plan is not None and "-trtrtx1.7.1.116-sm80.86.89.120.121-" in engine.plan.name
+    meta = json.loads(engine.plan.with_suffix(".json").read_text())
+    assert meta["edition"] == "tensorrt-rtx" and meta["build"]["timing_cache"] is None
+    assert not list(tmp_path.glob("timing-*"))
+
+
+def test_rtx_refuses_a_gpu_outside_its_targets_in_its_own_words(card: ModelCard,
+                                                                tmp_path: Path) -> None:
+    trt = FakeTensorRT(version="1.7.1.116", rtx=True, gpu_cc="9.0")
+    engine = _engine(card, tmp_path, trt, cudart=FakeCudart(cc=(9, 0), name=b"NVIDIA H200"))
+    with pytest.raises(EngineUnavailable) as refused:
+        engine.load()
+    assert str(refused.value) == (
+        "tensorrt-rtx 1.7.1.116: TensorRT-RTX says this plan cannot run here: needs compute "
+        "capability "
+        "8.0/8.6/8.9/12.0/12.1; this GPU (NVIDIA H200) is 9.0")
+    assert trt.deserialized == 0  # refused on the header, before deserializing
+    # The app goes on with ONNX Runtime and says why in `clarion engines`.
+    selection = select_engine(card, tmp_path, gate_limit=100, allow_int8=False,
+                              tensorrt_factory=lambda: _engine(
+                                  card, tmp_path / "trt", trt,
+                                  cudart=FakeCudart(cc=(9, 0), name=b"NVIDIA H200")))
+    assert selection.engine.name == "onnxruntime-cpu"
+    assert "this GPU (NVIDIA H200) is 9.0" in selection.candidates[0].reason
+
+
+def test_rtx_plan_from_another_version_is_rebuilt(card: ModelCard, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    old = FakeTensorRT(version="1.6.0.0", rtx=True)
+    _engine(card, tmp_path, old).build()
+    [old_plan] = tmp_path.glob("*.plan")
+    new = FakeTensorRT(version="1.7.1.116", rtx=True)
+    engine = _engine(card, tmp_path, new)
+    # Another version is another key, so the old plan is simply not used; a plan that
+    # claims this version but is not (copied in by hand) is caught by the header check.
+    new_plan, _ = engine.plan_for(new.edition(), None)
+    new_plan.write_bytes(old_plan.read_bytes())
+    caplog.set_level(logging.WARNING, logger="clarion.engines")
+    engine.load()
+    assert engine.built and "built by another TensorRT-RTX version" in caplog.text
+
+
+def test_rtx_runtime_cache_is_kept_beside_the_plan(card: ModelCard, tmp_path: Path) -> None:
+    trt = FakeTensorRT(version="1.7.1.116", rtx=True)
+    first = _engine(card, tmp_path, trt)
+    first.infer(collate(card, [_item(card, 40)]))
+    first.close()
+    [cache] = tmp_path.glob("*.sm89.rtxcache")
+    assert cache.read_bytes().startswith(b"RTXCACHE 8.9") and b"1x64" in cache.read_bytes()
+    again = _engine(card, tmp_path, trt)
+    again.load()
+    assert not again.built
+    [context] = again._engine.contexts
+    assert context.runtime_config.cache.kernels == {"1x64"}  # read back: no JIT again

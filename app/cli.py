@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="output folder (default: ./report-MODEL)")
     report.add_argument("--patients", type=int, default=8000,
                         help="held-out synthetic patients to generate")
+    shift = model_sub.add_parser(
+        "shift", help="the model on a feed unlike ours, through the whole HL7 chain")
+    _common(shift)
+    shift.add_argument("model_id", metavar="MODEL")
+    shift.add_argument("--patients", type=int, default=4000,
+                       help="synthetic patients per site (default 4000; a few minutes)")
+    shift.add_argument("--seed", type=int, help="generator seed (default: training seed + 202)")
+    shift.add_argument("--write-card", action="store_true",
+                       help="store the result in the model card (for `clarion model report`)")
 
     p = sub.add_parser("demo", help="the app on a throwaway profile with a synthetic feed")
     _common(p)
@@ -470,6 +479,35 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    return cmd_model_shift(args) if args.model_command == "shift" else cmd_model_report(args)
+
+
+def cmd_model_shift(args: argparse.Namespace) -> int:
+    from engines.card import load_card
+
+    try:
+        from app.clinic.shift import shift_check, table
+        card = load_card(args.model_id)
+        check = shift_check(card, args.patients, args.seed)
+    except ImportError as exc:
+        print(f"clarion model shift needs the report extra: pip install 'clarion[report]' "
+              f"({exc})", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"clarion model shift: {exc}", file=sys.stderr)
+        return 1
+    check["table"] = table(check)
+    print("\n".join(check["table"]))
+    if args.write_card:
+        path = card.directory / "card.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["shift"] = check
+        path.write_text(json.dumps(data, indent=2))
+        print(f"wrote the result into {path}")
+    return 0 if check["gap_met"] and check["beats_baselines"] else 1
+
+
 def cmd_model_report(args: argparse.Namespace) -> int:
     from engines.card import load_card
 
@@ -643,7 +681,7 @@ def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
-        "score": cmd_score, "model": cmd_model_report, "demo": cmd_demo, "open": cmd_open,
+        "score": cmd_score, "model": cmd_model, "demo": cmd_demo, "open": cmd_open,
         "stats": cmd_stats, "app": cmd_app, "report": cmd_report, "dashboard": cmd_dashboard,
     }
     try:

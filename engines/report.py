@@ -17,7 +17,7 @@ from engines.card import ModelCard
 from engines.inputs import collate
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.training.baselines import LogisticBaseline, ada_points, latest_value_features
-from engines.training.cohort import generate
+from engines.training.cohort import generate, varied
 from engines.training.metrics import evaluate, reliability
 
 NAMES = {"model": "Clarion model (ONNX Runtime FP32)", "model_int8": "Clarion model (INT8)",
@@ -29,7 +29,7 @@ def held_out(card: ModelCard, patients: int, seed: int) -> dict[str, Any]:
     """Scores of the model, its INT8 variant and both baselines on fresh patients."""
     from engines.training.train import to_inputs
 
-    cohort = [p for p in generate(patients, seed) if not p.prevalent]
+    cohort = [p for p in generate(patients, seed, observation=varied) if not p.prevalent]
     inputs = to_inputs(card, cohort)
     labels = np.array([p.label for p in cohort], dtype=np.int64)
     risks = {}
@@ -130,6 +130,15 @@ def write_report(card: ModelCard, out: Path, patients: int = 8000,
         values = metrics[key]["subgroup_auroc"]
         lines.append(f"| {NAMES[key]} | " + " | ".join(
             f"{values[g]:.3f}" if values[g] is not None else "n/a" for g in groups) + " |")
+    lines += ["", "## On feeds unlike ours", ""]
+    shift = card.raw.get("shift")
+    if shift:
+        lines += [f"From the model card (`{shift['command']}`): patients of each site sent "
+                  "through the whole HL7 chain (receipt, inbox, processing, the store, the "
+                  "app's feature cache) and scored by the shipped model.", ""]
+        lines += shift["table"]
+    else:
+        lines += ["Not measured for this model file: run `clarion model shift --write-card`."]
     lines += ["", "## Calibration", "", "| decile | mean predicted | observed | n |",
               "|---:|---:|---:|---:|"]
     lines += [f"| {i + 1} | {b['predicted']:.3f} | {b['observed']:.3f} | {b['n']} |"

@@ -1,7 +1,8 @@
 """From the patient store to model inputs, cached per patient and updated incrementally.
 
-Code mapping (LOINC and ICD-10 → the model vocabulary), unit normalization to the card's
-units, implausible values dropped (a unit or entry error must not become a risk), and the
+Code mapping (LOINC, ICD-10 and SNOMED CT → the model vocabulary), unit normalization to
+the card's units, BMI from body weight and height where a site sends no BMI, implausible
+values dropped (a unit or entry error must not become a risk), and the
 facts the alert rules need (diabetes on record, the latest glycaemic results, when each
 screening test was last resulted). `FeatureCache` keeps each patient's canonical history
 as arrays and, when a message arrives, reads only the rows added since, so opening a
@@ -34,6 +35,21 @@ LOINC: dict[str, str] = {
     "2093-3": "chol", "2085-9": "hdl", "13457-7": "ldl", "18262-6": "ldl", "2089-1": "ldl",
     "2571-8": "tg",
 }
+# Body measurements a site may send instead of a BMI: LOINC → "weight" (kg) / "height" (cm).
+BODY: dict[str, str] = {"29463-7": "weight", "3141-9": "weight", "8302-2": "height",
+                        "8306-3": "height", "3137-7": "height"}
+_WEIGHT_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
+_HEIGHT_CM = {"cm": 1.0, "m": 100.0, "[in_i]": 2.54, "in": 2.54, "[in_us]": 2.54, "mm": 0.1}
+# SNOMED CT concepts → vocabulary names (diagnoses in DG1 or problem lists in PRB).
+SNOMED_CT: dict[str, str] = {
+    "38341003": "dx_htn", "59621000": "dx_htn", "1201005": "dx_htn",
+    "714628002": "dx_prediabetes", "15777000": "dx_prediabetes", "9414007": "dx_prediabetes",
+    "11687002": "dx_gdm", "472971004": "dx_gdm", "69878008": "dx_pcos", "237055002": "dx_pcos",
+    "160303001": "dx_famhx", "430678008": "dx_famhx", "414916001": "dx_obesity",
+    "238136002": "dx_obesity", "58214004": "dx_smi", "13746004": "dx_smi",
+    "68890003": "dx_smi",
+}
+DIABETES_SNOMED = ("44054006", "73211009", "46635009", "190372001", "199230006")
 # ICD-10 prefixes → vocabulary names (longest prefix wins).
 ICD10: dict[str, str] = {
     "I10": "dx_htn", "I11": "dx_htn", "I12": "dx_htn", "I13": "dx_htn", "I15": "dx_htn",
@@ -75,8 +91,29 @@ def to_card_units(name: str, value: float, unit: str, loinc: str = "") -> float 
     return None
 
 
-def dx_name(code: str) -> str | None:
+def body_value(kind: str, value: float, unit: str) -> float | None:
+    """A weight in kg or a height in cm, from the unit it was sent in; None if unknown or
+    implausible for an adult."""
+    factor = (_WEIGHT_KG if kind == "weight" else _HEIGHT_CM).get(unit.strip().lower())
+    if factor is None:
+        return None
+    converted = value * factor
+    low, high = (20.0, 400.0) if kind == "weight" else (100.0, 230.0)
+    return converted if low <= converted <= high else None
+
+
+def is_diabetes(code: str, system: str = "") -> bool:
     code = code.strip().upper()
+    if system == "SNOMED-CT" or code in DIABETES_SNOMED:
+        return code in DIABETES_SNOMED
+    return code.startswith(DIABETES_ICD10)
+
+
+def dx_name(code: str, system: str = "") -> str | None:
+    """A diagnosis code → its vocabulary name: SNOMED CT by concept, ICD-10 by prefix."""
+    code = code.strip().upper()
+    if system == "SNOMED-CT" or (code.isdigit() and code in SNOMED_CT):
+        return SNOMED_CT.get(code)
     best = ""
     for prefix in ICD10:
         if code.startswith(prefix) and len(prefix) > len(best):
@@ -97,6 +134,8 @@ class PatientFeatures:
     # replaces its result in O(1).
     events: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
     visits: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
+    # Body weights (kg) and heights (cm) by result key, for a BMI where none is sent.
+    body: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     diabetes_on_record: bool = False
     last_result_at: dict[str, datetime] = field(default_factory=dict)  # by LOINC
     dropped_values: int = 0  # implausible or in units not understood
@@ -111,12 +150,28 @@ class PatientFeatures:
         self._history = None
         self._values = None
 
+    def derived(self) -> list[tuple[str, float, float | None]]:
+        """BMI from each body weight and the height measured nearest in time, where no
+        BMI was sent within a day of that weight."""
+        heights = sorted((t, v) for kind, t, v in self.body.values() if kind == "height")
+        if not heights:
+            return []
+        sent = [t for n, t, _ in self.events.values() if n == "bmi"]
+        out: list[tuple[str, float, float | None]] = []
+        for kind, t, kg in self.body.values():
+            if kind != "weight" or any(abs(t - s) < 86400 for s in sent):
+                continue
+            _, cm = min(heights, key=lambda h: abs(h[0] - t))
+            out.append(("bmi", t, round(kg / (cm / 100) ** 2, 1)))
+        return out
+
     def history(self, card: ModelCard) -> History:
         """The arrays the encoder reads (rebuilt only after a change)."""
         if self._history is None:
             index = {name: i for i, name in enumerate(card.vocabulary)}
             rows = [(index[n], t, normalize(card, n, v))
-                    for n, t, v in chain(self.events.values(), self.visits.values())
+                    for n, t, v in chain(self.events.values(), self.visits.values(),
+                                         self.derived())
                     if n in index]
             rows = [r for r in rows if r[2] is not None]
             rows.sort(key=lambda r: r[1])
@@ -139,7 +194,7 @@ class PatientFeatures:
         """Every input on record → its values, newest first (built once per change)."""
         if self._values is None:
             by_name: dict[str, list[tuple[float, float]]] = {}
-            for n, t, v in self.events.values():
+            for n, t, v in chain(self.events.values(), self.derived()):
                 found = by_name.setdefault(n, [])
                 if v is not None:
                     found.append((t, v))
@@ -164,8 +219,8 @@ _RESULTS_AFTER = select(
 ).where(ObservationRecord.patient_id == bindparam("patient"),
         ObservationRecord.id > bindparam("after")).order_by(ObservationRecord.id)
 _DIAGNOSES_AFTER = select(
-    DiagnosisRecord.id, DiagnosisRecord.code, DiagnosisRecord.diagnosed_at,
-    DiagnosisRecord.recorded_at,
+    DiagnosisRecord.id, DiagnosisRecord.code, DiagnosisRecord.coding_system,
+    DiagnosisRecord.diagnosed_at, DiagnosisRecord.recorded_at,
 ).where(DiagnosisRecord.patient_id == bindparam("patient"),
         DiagnosisRecord.id > bindparam("after")).order_by(DiagnosisRecord.id)
 _VISITS = select(Encounter.id, Encounter.admitted_at, Encounter.status).where(
@@ -217,11 +272,11 @@ class FeatureCache:
         if rows:
             entry.last_obs_id = max(entry.last_obs_id, rows[-1][0])  # ordered by id
         dxs = connection.execute(_DIAGNOSES_AFTER, {**params, "after": entry.last_dx_id}).all()
-        for dx_id, code, diagnosed_at, recorded_at in dxs:
+        for dx_id, code, system, diagnosed_at, recorded_at in dxs:
             entry.last_dx_id = max(entry.last_dx_id, dx_id)
-            if code.strip().upper().startswith(DIABETES_ICD10):
+            if is_diabetes(code, system or ""):
                 entry.diabetes_on_record = True
-            name = dx_name(code)
+            name = dx_name(code, system or "")
             when = _to_epoch(diagnosed_at or recorded_at)
             if name and when is not None:
                 entry.events[f"dx:{dx_id}"] = (name, when, None)
@@ -242,12 +297,21 @@ class FeatureCache:
         _, result_key, is_current, loinc, observed_at, value_num, units = row
         # Any newer row for the same result (correction, deletion) replaces the cached one.
         changed = entry.events.pop(result_key, None) is not None
+        changed |= entry.body.pop(result_key, None) is not None
         if not is_current:
             return changed
         if loinc and observed_at is not None and value_num is not None:
             last = entry.last_result_at.get(loinc)
             if last is None or observed_at > last:
                 entry.last_result_at[loinc] = observed_at
+        kind = BODY.get(loinc)
+        if kind is not None and value_num is not None and observed_at is not None:
+            measured = body_value(kind, value_num, units or "")
+            if measured is None:
+                entry.dropped_values += 1
+                return changed
+            entry.body[result_key] = (kind, observed_at.timestamp(), measured)
+            return True
         name = LOINC.get(loinc)
         if name is None or value_num is None or observed_at is None:
             return changed

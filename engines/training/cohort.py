@@ -49,13 +49,21 @@ Generating process (t in years, index date = the patient's "now", t = 0):
    Hypertension (I10) is coded once SBP > 140 at two visits; prediabetes (R73.03) is coded
    with probability 0.6 after an HbA1c of 5.7-6.4 %.
 
-`generate(n, seed)` is deterministic for a given (n, seed).
+Step 6 is how a site observes its patients, and it differs between sites: `Observation`
+holds its rates and probabilities. `HOME` is the setting above; `varied(rng)` draws a site
+from wide ranges around it (training sees many sites); `EXTERNAL` is a site training never
+sees — half the visits, bursty (visits cluster in episodes of illness), blood pressure and
+lipids often missing, glucose more often than HbA1c, ages 18-95 and histories up to 15
+years — the shifted test set of `clarion model report`.
+
+`generate(n, seed)` is deterministic for a given (n, seed, observation).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -73,6 +81,52 @@ NUMERIC_UNITS = {"hba1c": "%", "fpg": "mg/dL", "glucose": "mg/dL", "bmi": "kg/m2
 DIAGNOSES = {"dx_htn": "I10", "dx_prediabetes": "R73.03", "dx_gdm": "O24.4",
              "dx_pcos": "E28.2", "dx_famhx": "Z83.3", "dx_obesity": "E66.9",
              "dx_smi": "F20.9", "dx_t2d": "E11.9"}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """How a site observes its patients: the generating process's step 6 (and the ages it
+    sees). Probabilities are per visit."""
+
+    name: str = "home"
+    ages: tuple[float, float] = (25.0, 80.0)
+    history_years: tuple[float, float] = (0.5, 10.0)
+    visit_rate: float = 1.5  # per year, plus the terms below
+    visit_rate_per_age: float = 0.04  # per year of age over 40
+    visit_rate_htn: float = 1.0
+    episodes: float = 0.0  # share of visits that bring 1-3 follow-ups within weeks
+    bmi: float = 0.7
+    bp: float = 0.8
+    hba1c: tuple[float, float] = (0.15, 0.45)  # without / with risk factors
+    fpg: float = 0.10
+    glucose: float = 0.12
+    lipids: float = 0.20
+    famhx_coded: float = 0.7
+    prediabetes_coded: float = 0.6
+    obesity_coded: float = 0.3
+
+
+HOME = Observation()
+EXTERNAL = Observation(
+    name="external", ages=(18.0, 95.0), history_years=(0.2, 15.0), visit_rate=0.7,
+    visit_rate_per_age=0.02, visit_rate_htn=0.5, episodes=0.35, bmi=0.45, bp=0.5,
+    hba1c=(0.08, 0.30), fpg=0.18, glucose=0.30, lipids=0.08, famhx_coded=0.35,
+    prediabetes_coded=0.3, obesity_coded=0.15)
+
+
+def varied(rng: np.random.Generator) -> Observation:
+    """A site drawn around HOME: rates halved to doubled, each test's probability scaled
+    by 0.5-1.5 (capped), some burstiness. Training draws one per patient."""
+    scale = lambda: float(rng.uniform(0.5, 1.5))  # noqa: E731 - one draw per field
+    return replace(
+        HOME, name="varied", visit_rate=HOME.visit_rate * float(rng.uniform(0.5, 2.0)),
+        episodes=float(rng.uniform(0.0, 0.3)), bmi=min(0.95, HOME.bmi * scale()),
+        bp=min(0.95, HOME.bp * scale()),
+        hba1c=(min(0.9, HOME.hba1c[0] * scale()), min(0.95, HOME.hba1c[1] * scale())),
+        fpg=HOME.fpg * scale(), glucose=HOME.glucose * scale(), lipids=HOME.lipids * scale(),
+        famhx_coded=min(0.95, HOME.famhx_coded * scale()),
+        prediabetes_coded=min(0.95, HOME.prediabetes_coded * scale()),
+        obesity_coded=min(0.95, HOME.obesity_coded * scale()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +164,14 @@ def _lp(age: float, bmi: float, eth: str, famhx: bool, htn: bool, gdm: bool, pco
             + 0.35 * smi + 0.15 * male + 1.1 * max(a1c - 5.6, 0.0) + 0.03 * max(fpg - 100, 0.0))
 
 
-def _patient(pid: int, rng: np.random.Generator, index_date: datetime) -> SyntheticPatient:
+def _patient(pid: int, rng: np.random.Generator, index_date: datetime,
+             site: Observation = HOME) -> SyntheticPatient:
     sex = "F" if rng.random() < 0.5 else "M"
     male = sex == "M"
     eth = str(rng.choice(ETHNICITIES, p=_ETH_P))
-    age = float(rng.uniform(25, 80))
+    age = float(rng.uniform(*site.ages))
     birth = index_date - timedelta(days=age * YEAR)
-    history = float(min(rng.uniform(0.5, 10.0), age - 18))
+    history = float(min(rng.uniform(*site.history_years), max(age - 18, 0.2)))
     famhx = rng.random() < 0.25
     gdm = (not male) and rng.random() < (0.12 if eth in ("south_asian", "east_asian") else 0.06)
     pcos = (not male) and rng.random() < 0.07
@@ -171,11 +226,12 @@ def _patient(pid: int, rng: np.random.Generator, index_date: datetime) -> Synthe
 
     events = patient.events
     # Long-standing diagnoses recorded early in the history.
-    for flag, name in ((famhx and rng.random() < 0.7, "dx_famhx"), (gdm, "dx_gdm"),
+    for flag, name in ((famhx and rng.random() < site.famhx_coded, "dx_famhx"), (gdm, "dx_gdm"),
                        (pcos, "dx_pcos"), (smi, "dx_smi")):
         if flag:
             events.append(Event(name, at(t_start + rng.uniform(0, min(history, 1.0)))))
-    rate = 1.5 + 0.04 * max(age - 40, 0) + (1.0 if sbp(0) > 140 else 0.0)
+    rate = (site.visit_rate + site.visit_rate_per_age * max(age - 40, 0)
+            + (site.visit_rate_htn if sbp(0) > 140 else 0.0))
     risky = famhx or gdm or pcos or bmi(0) >= 30 or eth != "white"
     t, high_bp_visits, coded = t_start, 0, set()
     visits = [t_start]
@@ -184,13 +240,18 @@ def _patient(pid: int, rng: np.random.Generator, index_date: datetime) -> Synthe
         if t >= 0:
             break
         visits.append(t)
+        if site.episodes and rng.random() < site.episodes:  # an illness: follow-ups
+            for _ in range(int(rng.integers(1, 4))):
+                t += float(rng.uniform(0.02, 0.12))
+                if t < 0:
+                    visits.append(t)
     visits.append(0.0)  # the index visit itself
     for t in visits:
         when = at(t)
         events.append(Event("visit", when))
-        if rng.random() < 0.7:
+        if rng.random() < site.bmi:
             events.append(Event("bmi", when, round(bmi(t) + rng.normal(0, 0.4), 1)))
-        if rng.random() < 0.8:
+        if rng.random() < site.bp:
             s = sbp(t) + rng.normal(0, 7)
             events.append(Event("sbp", when, round(s)))
             events.append(Event("dbp", when, round(0.55 * s + rng.normal(8, 6))))
@@ -198,23 +259,24 @@ def _patient(pid: int, rng: np.random.Generator, index_date: datetime) -> Synthe
             if high_bp_visits >= 2 and "dx_htn" not in coded:
                 coded.add("dx_htn")
                 events.append(Event("dx_htn", when))
-        if rng.random() < (0.45 if risky else 0.15):
+        if rng.random() < site.hba1c[1 if risky else 0]:
             value = round(a1c(t) + rng.normal(0, 0.1), 1)
             events.append(Event("hba1c", when, value))
-            if 5.7 <= value < 6.5 and "dx_prediabetes" not in coded and rng.random() < 0.6:
+            if (5.7 <= value < 6.5 and "dx_prediabetes" not in coded
+                    and rng.random() < site.prediabetes_coded):
                 coded.add("dx_prediabetes")
                 events.append(Event("dx_prediabetes", when))
-        if rng.random() < 0.10:
+        if rng.random() < site.fpg:
             events.append(Event("fpg", when, round(fpg(t) + rng.normal(0, 4))))
-        if rng.random() < 0.12:
+        if rng.random() < site.glucose:
             events.append(Event("glucose", when, round(fpg(t) + 25 + rng.normal(0, 18))))
-        if rng.random() < 0.20:
+        if rng.random() < site.lipids:
             tg = 110 * math.exp(0.025 * (bmi(t) - 25) + tg_u)
             tc = tc0 + 1.2 * (bmi(t) - 25)
             hdl = 58 - 0.9 * (bmi(t) - 25) - 5 * male + hdl_u
             events += [Event("chol", when, round(tc)), Event("hdl", when, round(hdl)),
                        Event("tg", when, round(tg)), Event("ldl", when, round(tc - hdl - tg / 5))]
-        if bmi(t) >= 30 and "dx_obesity" not in coded and rng.random() < 0.3:
+        if bmi(t) >= 30 and "dx_obesity" not in coded and rng.random() < site.obesity_coded:
             coded.add("dx_obesity")
             events.append(Event("dx_obesity", when))
     if patient.diagnosed and onset is not None:
@@ -224,8 +286,17 @@ def _patient(pid: int, rng: np.random.Generator, index_date: datetime) -> Synthe
 
 
 def generate(n: int, seed: int = 2026,
-             index_date: datetime = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)) -> list[SyntheticPatient]:
-    """`n` synthetic patients, reproducible for a given seed."""
+             index_date: datetime = datetime(2026, 6, 1, 9, 0, tzinfo=UTC),
+             observation: Observation | Callable[[np.random.Generator], Observation] = HOME,
+             ) -> list[SyntheticPatient]:
+    """`n` synthetic patients, reproducible for a given seed. `observation` is a site, or a
+    function drawing one per patient (`varied`) from the patient's own generator."""
     root = np.random.default_rng(seed)
     seeds = root.integers(0, 2**63 - 1, size=n)
-    return [_patient(i, np.random.default_rng(int(s)), index_date) for i, s in enumerate(seeds)]
+    out = []
+    for i, s in enumerate(seeds):
+        rng = np.random.default_rng(int(s))
+        site = observation if isinstance(observation, Observation) else observation(
+            np.random.default_rng(int(s) ^ 0x5EED))  # its own stream: HOME's draws unchanged
+        out.append(_patient(i, rng, index_date, site))
+    return out

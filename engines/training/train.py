@@ -3,7 +3,9 @@
     .venv/bin/pip install -e '.[train]'
     .venv/bin/python -m engines.training.train            # writes engines/models/t2d/
 
-Steps: generate the synthetic cohort (engines/training/cohort.py); drop prevalent
+Steps: generate the synthetic cohort (engines/training/cohort.py), each patient observed by
+a site drawn around the home setting (`varied`: visit rates, which tests are taken, so the
+model learns from sparse and dense records alike); drop prevalent
 diabetes (outside the intended use); split by patient 70/15/15; compute `T2DNet`'s features
 once, fit its wide path as a logistic regression and its deep path with AdamW;
 fit Platt scaling on the validation split and fold it into the graph; export ONNX with
@@ -26,7 +28,7 @@ import numpy as np
 from engines.card import MODELS_DIR, file_sha256, load_card
 from engines.inputs import INPUT_NAMES, STATIC, ModelInput, collate, encode, history_from_events
 from engines.training.baselines import ada_points, fit_logistic, latest_value_features
-from engines.training.cohort import SyntheticPatient, generate
+from engines.training.cohort import SyntheticPatient, generate, varied
 from engines.training.metrics import evaluate
 
 VOCABULARY = ["<pad>", "visit", "hba1c", "fpg", "glucose", "bmi", "sbp", "dbp", "chol", "hdl",
@@ -101,7 +103,8 @@ def card_template(seed: int, patients: int) -> dict:
                          "against the earlier values and per year; plus demographics. A "
                          "logistic (wide) path over the standardized features and a 16-unit "
                          "residual MLP; Platt scaling in the graph (engines/training/model.py)"),
-        "training": {"data": f"{patients} synthetic patients, engines/training/cohort.py",
+        "training": {"data": f"{patients} synthetic patients, engines/training/cohort.py, "
+                             "each observed by a site drawn around the home setting (varied)",
                      "seed": seed, "split": "70/15/15 by patient",
                      "command": "python -m engines.training.train"},
     }
@@ -148,7 +151,8 @@ def main() -> None:
     (out / "card.json").write_text(json.dumps(template, indent=2))
     card = load_card(out)
 
-    cohort = [p for p in generate(args.patients, args.seed) if not p.prevalent]
+    cohort = [p for p in generate(args.patients, args.seed, observation=varied)
+              if not p.prevalent]
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(cohort))
     n_train, n_val = int(0.70 * len(cohort)), int(0.15 * len(cohort))
@@ -232,7 +236,8 @@ def main() -> None:
     _strip_build_metadata(out / "model.onnx")
 
     # INT8: entropy calibration on >= 1,000 freshly generated patients, all ages and sexes.
-    calib_patients = [p for p in generate(1400, args.seed + 1) if not p.prevalent]
+    calib_patients = [p for p in generate(1400, args.seed + 1, observation=varied)
+                      if not p.prevalent]
     calib_inputs = to_inputs(card, calib_patients)
     # One shape for every batch: the entropy calibrator stacks the activations it collects.
     longest = max(len(i.codes) for i in calib_inputs)
@@ -270,6 +275,9 @@ def main() -> None:
     template["evaluation"] = {"seed": args.seed, "patients": args.patients,
                               "split": "test (15 %)"}
     template["sha256"] = {k: file_sha256(out / f) for k, f in template["files"].items()}
+    # The check on feeds unlike ours runs through the app's HL7 chain (app/clinic/shift.py):
+    # `clarion model shift --write-card` adds it; a retrain drops the stale one.
+    template["shift"] = None
     (out / "card.json").write_text(json.dumps(template, indent=2))
     print(json.dumps(template["metrics"], indent=2))
 

@@ -110,7 +110,7 @@ class Diagnosis:
     coding_system: str
     display: str = ""
     diagnosed_at: datetime | None = None
-    diagnosis_type: str = ""  # DG1-6: A admitting, W working, F final
+    diagnosis_type: str = ""  # DG1-6: A admitting, W working, F final; P a problem (PRB)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ from integrations.hl7.events import (
 USED_TRIGGERS: dict[str, frozenset[str]] = {
     "ADT": frozenset(ADT_ACTIONS),
     "ORU": frozenset({"R01"}),
+    # Problem list: PC1 add, PC2 update (PRB segments, read as diagnoses).
+    "PPR": frozenset({"PC1", "PC2"}),
 }
 
 _CODING_SYSTEMS = {
@@ -251,6 +253,23 @@ def _diagnosis(message: Any, dg1: Any, tz: tzinfo) -> Diagnosis | None:
     )
 
 
+def _problem(message: Any, prb: Any, tz: tzinfo) -> Diagnosis | None:
+    """A PRB (problem list entry) as a diagnosis: PRB-3 the problem, PRB-16 its onset (else
+    PRB-7 when it was established, else PRB-2 the action's time). A deletion (PRB-1 "DE")
+    adds nothing."""
+    code = _get(prb, 3, 1).strip()
+    if not code or _get(prb, 1).strip().upper() == "DE":
+        return None
+    return Diagnosis(
+        code=code,
+        coding_system=normalize_coding_system(_get(prb, 3, 3)),
+        display=message.unescape(_get(prb, 3, 2).strip()),
+        diagnosed_at=(parse_timestamp(_get(prb, 16), tz) or parse_timestamp(_get(prb, 7), tz)
+                      or parse_timestamp(_get(prb, 2), tz)),
+        diagnosis_type="P",
+    )
+
+
 def parse_message(text: str, message_type: str, trigger: str,
                   default_tz: tzinfo = UTC) -> tuple[ParsedMessage, ...]:
     """Parse a used ADT/ORU message (CR-separated text) into one event per patient.
@@ -298,8 +317,8 @@ def parse_message(text: str, message_type: str, trigger: str,
             obr = segment
         elif name == "OBX":
             current["obs"].append(_observation(message, segment, obr, event_time, default_tz))
-        elif name == "DG1":
-            diagnosis = _diagnosis(message, segment, default_tz)
+        elif name in ("DG1", "PRB"):
+            diagnosis = (_diagnosis if name == "DG1" else _problem)(message, segment, default_tz)
             if diagnosis is not None:
                 current["dg"].append(diagnosis)
     close()

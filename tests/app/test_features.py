@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from app.clinic.features import FeatureCache, dx_name, to_card_units
+from app.clinic.features import FeatureCache, body_value, dx_name, is_diabetes, to_card_units
 from app.config import Config
 from app.ingest.processor import Processor
 from app.store.db import open_store
@@ -95,3 +95,36 @@ def test_units_and_codes() -> None:
     assert to_card_units("fpg", 7.0, "g/L") is None  # not understood: dropped, not guessed
     assert dx_name("R73.03") == "dx_prediabetes" and dx_name("I10") == "dx_htn"
     assert dx_name("O24.419") == "dx_gdm" and dx_name("J45") is None
+    # SNOMED CT by concept; ICD-10 prefixes do not apply to it.
+    assert dx_name("38341003", "SNOMED-CT") == "dx_htn"
+    assert dx_name("160303001", "SNOMED-CT") == "dx_famhx"
+    assert dx_name("I10", "SNOMED-CT") is None and dx_name("22298006", "SNOMED-CT") is None
+    assert is_diabetes("44054006", "SNOMED-CT") and is_diabetes("E11.9", "ICD-10")
+    assert not is_diabetes("38341003", "SNOMED-CT")
+    # Body weight and height, in whatever unit they came; implausible ones dropped.
+    assert body_value("weight", 176.4, "[lb_av]") == pytest.approx(80.0, abs=0.05)
+    assert body_value("height", 70.0, "[in_i]") == pytest.approx(177.8)
+    assert body_value("height", 1.75, "m") == pytest.approx(175.0)
+    assert body_value("weight", 80, "stone") is None and body_value("height", 17.5, "cm") is None
+
+
+def test_bmi_from_weight_and_height_where_none_is_sent(engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    def oru(cid: str, when: str, *obx: str) -> str:
+        return hl7_message(f"MSH|^~\\&|LAB|H|C|W|{when}||ORU^R01|{cid}|P|2.5",
+                           "PID|1||BMI1^^^H^MR||Doe^Jo||19700101|F", f"OBR|1||O{cid}|X|||{when}",
+                           *obx)
+
+    store_raw(engine,
+              oru("B1", "20250601090000", "OBX|1|NM|8302-2^Body height^LN||170|cm|||||F|||20250601090000",
+                  "OBX|2|NM|29463-7^Body weight^LN||80|kg|||||F|||20250601090000"),
+              oru("B2", "20251201090000", "OBX|1|NM|29463-7^Body weight^LN||187.4|[lb_av]|||||F|||20251201090000"),
+              oru("B3", "20260101090000", "OBX|1|NM|29463-7^Body weight^LN||90|kg|||||F|||20260101090000",
+                  "OBX|2|NM|39156-5^BMI^LN||31.2|kg/m2|||||F|||20260101090000"))
+    Processor(engine).process_pending()
+    with Session(engine) as session:
+        [patient] = find_by_identifier(session, "BMI1", "H")
+    features = FeatureCache(engine).get(patient.id)
+    # Newest first: the BMI sent (not one derived beside it), then 85 kg and 80 kg at 1.70 m.
+    assert [v for _, v in features.values_of("bmi")] == [31.2, 29.4, 27.7]

@@ -84,3 +84,21 @@ def test_unusable_content_is_a_content_error(text: str, location: str) -> None:
 ])
 def test_timestamps(text: str, expected: datetime | None) -> None:
     assert parse_timestamp(text, UTC) == expected
+
+
+def test_problem_list_entries_are_diagnoses() -> None:
+    """PPR^PC1 (a problem added): each PRB is a diagnosis with its coding system and
+    onset; a deletion (PRB-1 DE) adds nothing."""
+    text = "\r".join([
+        "MSH|^~\\&|EHR|H|C|W|20260105080000||PPR^PC1^PPR_PC1|P1|P|2.5.1",
+        "PID|1||M1^^^H^MR||Doe^Jo",
+        "PRB|AD|20260105080000|44054006^Diabetes mellitus type 2^SCT|I-1|||20250101|||||||||20240315",
+        "PRB|AD|20260105080000|I10^Essential hypertension^I10|I-2|||20230101",
+        "PRB|DE|20260105080000|38341003^Hypertensive disorder^SCT|I-3"])
+    [parsed] = parse_message(text, "PPR", "PC1")
+    first, second = parsed.diagnoses
+    assert (first.code, first.coding_system, first.diagnosis_type) == (
+        "44054006", "SNOMED-CT", "P")
+    assert first.diagnosed_at == datetime(2024, 3, 15, tzinfo=UTC)  # PRB-16, the onset
+    assert (second.code, second.coding_system) == ("I10", "ICD-10")
+    assert second.diagnosed_at == datetime(2023, 1, 1, tzinfo=UTC)  # PRB-7 without PRB-16

@@ -480,23 +480,31 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    return cmd_model_shift(args) if args.model_command == "shift" else cmd_model_report(args)
-
-
-def cmd_model_shift(args: argparse.Namespace) -> int:
+    """`clarion model report` and `clarion model shift`: both need the report extra."""
     from engines.card import load_card
 
+    action = args.model_command
     try:
-        from app.clinic.shift import shift_check, table
         card = load_card(args.model_id)
-        check = shift_check(card, args.patients, args.seed)
+        if action == "shift":
+            return _model_shift(args, card)
+        from engines.report import write_report
+        path = write_report(card, args.out or Path(f"report-{card.id}"), args.patients)
     except ImportError as exc:
-        print(f"clarion model shift needs the report extra: pip install 'clarion[report]' "
+        print(f"clarion model {action} needs the report extra: pip install 'clarion[report]' "
               f"({exc})", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
-        print(f"clarion model shift: {exc}", file=sys.stderr)
+        print(f"clarion model {action}: {exc}", file=sys.stderr)
         return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _model_shift(args: argparse.Namespace, card: Any) -> int:
+    from app.clinic.shift import shift_check, table
+
+    check = shift_check(card, args.patients, args.seed)
     check["table"] = table(check)
     print("\n".join(check["table"]))
     if args.write_card:
@@ -506,24 +514,6 @@ def cmd_model_shift(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(data, indent=2))
         print(f"wrote the result into {path}")
     return 0 if check["gap_met"] and check["beats_baselines"] else 1
-
-
-def cmd_model_report(args: argparse.Namespace) -> int:
-    from engines.card import load_card
-
-    try:
-        from engines.report import write_report
-        card = load_card(args.model_id)
-        path = write_report(card, args.out or Path(f"report-{card.id}"), args.patients)
-    except ImportError as exc:
-        print(f"clarion model report needs the report extra: pip install 'clarion[report]' "
-              f"({exc})", file=sys.stderr)
-        return 1
-    except FileNotFoundError as exc:
-        print(f"clarion model report: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

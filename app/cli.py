@@ -10,7 +10,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -578,14 +578,23 @@ def cmd_open(args: argparse.Namespace) -> int:
     return _gui(args)(config, request, False)
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
-    from app.adoption.stats import adoption, parse_since, render
-    from app.store.models import utcnow
+def _since(args: argparse.Namespace, command: str) -> timedelta | None:
+    """--since as a span, or None with the reason printed (the command exits 2)."""
+    from app.adoption.stats import parse_since
 
     try:
-        span = parse_since(args.since)
+        return parse_since(args.since)
     except ValueError as exc:
-        print(f"clarion stats: {exc}", file=sys.stderr)
+        print(f"clarion {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from app.adoption.stats import adoption, render
+    from app.store.models import utcnow
+
+    span = _since(args, "stats")
+    if span is None:
         return 2
     config = _load(args)
     engine = _store(config)
@@ -607,14 +616,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from app.adoption.figures import Filters
     from app.adoption.report import build, write_csv, write_pdf
-    from app.adoption.stats import parse_since
     from app.store.models import utcnow
     from engines.card import load_card
 
-    try:
-        span = parse_since(args.since)
-    except ValueError as exc:
-        print(f"clarion report: {exc}", file=sys.stderr)
+    span = _since(args, "report")
+    if span is None:
         return 2
     if not args.pdf and not args.csv:
         print("clarion report: say where: --pdf FILE and/or --csv DIR", file=sys.stderr)

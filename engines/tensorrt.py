@@ -365,10 +365,14 @@ class TensorRTEngine(Engine):
             data, metadata = self._build(edition, TrtLog(edition.trt), key, gpu)
             self.cache.write(plan, data, metadata)
             self.built = True
-        self.plan = plan
-        self.metadata = json.loads(self.cache.metadata_path(plan).read_text()) \
-            if self.cache.metadata_path(plan).exists() else {}
+        self._adopt(plan)
         return plan
+
+    def _adopt(self, plan: Path) -> None:
+        """This plan is the engine's: keep its path and the metadata written beside it."""
+        self.plan = plan
+        meta = self.cache.metadata_path(plan)
+        self.metadata = json.loads(meta.read_text()) if meta.exists() else {}
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> None:
@@ -395,9 +399,7 @@ class TensorRTEngine(Engine):
             self.cache.write(plan, data, metadata)
             self.built = True
             engine = self._deserialize(edition, runtime, trt_log, data, gpu, cached=None)
-        self.plan = plan
-        self.metadata = json.loads(self.cache.metadata_path(plan).read_text()) \
-            if self.cache.metadata_path(plan).exists() else {}
+        self._adopt(plan)
         self._engine = engine
         self._context = self._create_context(edition, engine, plan, gpu)
         self._stream = _check(cudart.cudaStreamCreate(), cudart)  # a non-default stream

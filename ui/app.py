@@ -18,9 +18,8 @@ from urllib.parse import parse_qs, urlparse
 
 from app.config import Config
 from ui.bridge import Bridge
-from ui.display import check_display
+from ui.display import application
 from ui.qt import (
-    QApplication,
     QByteArray,
     QLocalServer,
     QLocalSocket,
@@ -138,16 +137,13 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     from engines.select import select_engine
     from ui.main_window import WARN, MainWindow, status_icon
 
-    existing = QApplication.instance()
-    if existing is None:
-        # Qt aborts the process when its platform plugin cannot load; say why first.
-        problem = check_display()
-        if problem is not None:
-            print(problem.message(), file=sys.stderr)
-            return 3
+    # Qt aborts the process when its platform plugin cannot load; `application` says why
+    # first and gives none.
     qInstallMessageHandler(_route_qt_messages)
     tune_interpreter()
-    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app = application()
+    if app is None:
+        return 3
     app.setApplicationName("Clarion")
     app.setQuitOnLastWindowClosed(False)
     name = instance_name(config)

@@ -9,7 +9,6 @@ from the core (app/adoption/), the same the report prints.
 
 from __future__ import annotations
 
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,6 @@ from app.adoption.figures import DIMENSIONS, Figures, Filters, dimension_values
 from app.adoption.report import Report, build, kpis, pseudonymous, write_pdf
 from app.config import Config
 from ui.qt import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -303,15 +301,11 @@ def open_dashboard(engine: Engine, config: Config) -> Dashboard:
 def run_dashboard(config: Config) -> int:
     """`clarion dashboard`: the window on its own."""
     from app.store.db import open_store
-    from ui.display import check_display
+    from ui.display import application
 
-    existing = QApplication.instance()
-    if existing is None:
-        problem = check_display()
-        if problem is not None:
-            print(problem.message(), file=sys.stderr)
-            return 3
-    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app = application()
+    if app is None:
+        return 3
     engine = open_store(config.database_url)
     window = open_dashboard(engine, config)
     window.show()

@@ -8,6 +8,7 @@ names the missing library and the command that installs it.
 
 Only the Linux desktop platforms are checked (xcb, wayland); Windows and macOS ship
 their platform plugins' dependencies with the system, and offscreen/minimal need none.
+`application()`, which every window's entry point calls, starts Qt only once this passes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The system libraries Qt's xcb plugin needs that a stock desktop may lack, with the
 # Debian/Ubuntu package of each (DESIGN.md: "On a stock Debian desktop ...").
@@ -113,12 +115,20 @@ def _plugin(name: str) -> Path | None:
     return path if path.exists() else None
 
 
+def _libraries_missing(platform: str, plugin: str,
+                       libraries: dict[str, str]) -> DisplayProblem | None:
+    missing, packages, _ = _missing(libraries)
+    if not missing:
+        return None
+    return DisplayProblem(platform, f"Qt's {plugin} platform plugin needs "
+                          f"{', '.join(missing)}, which is not installed",
+                          tuple(missing), tuple(packages))
+
+
 def _check_xcb(environ: dict[str, str] | os._Environ[str]) -> DisplayProblem | None:
-    missing, packages, _ = _missing(XCB_LIBRARIES)
-    if missing:
-        return DisplayProblem("xcb", "Qt's X11 (xcb) platform plugin needs "
-                              f"{', '.join(missing)}, which is not installed",
-                              tuple(missing), tuple(packages))
+    problem = _libraries_missing("xcb", "X11 (xcb)", XCB_LIBRARIES)
+    if problem is not None:
+        return problem
     plugin = _plugin("libqxcb.so")
     if plugin is not None:
         try:  # anything else its loader would miss, in the loader's own words
@@ -144,11 +154,9 @@ def _check_xcb(environ: dict[str, str] | os._Environ[str]) -> DisplayProblem | N
 
 
 def _check_wayland(environ: dict[str, str] | os._Environ[str]) -> DisplayProblem | None:
-    missing, packages, _ = _missing(WAYLAND_LIBRARIES)
-    if missing:
-        return DisplayProblem("wayland", "Qt's Wayland platform plugin needs "
-                              f"{', '.join(missing)}, which is not installed",
-                              tuple(missing), tuple(packages))
+    problem = _libraries_missing("wayland", "Wayland", WAYLAND_LIBRARIES)
+    if problem is not None:
+        return problem
     name = environ.get("WAYLAND_DISPLAY", "")
     if not name:
         return DisplayProblem("wayland", "no Wayland display (WAYLAND_DISPLAY is not set)")
@@ -157,3 +165,17 @@ def _check_wayland(environ: dict[str, str] | os._Environ[str]) -> DisplayProblem
     if not socket.exists():
         return DisplayProblem("wayland", f"the Wayland display socket {socket} does not exist")
     return None
+
+
+def application() -> Any:
+    """The running QApplication, or a new one once `check_display` passes; None, with the
+    problem printed to stderr, where Qt would abort the process instead (callers exit 3)."""
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    if existing is None:
+        problem = check_display()
+        if problem is not None:
+            print(problem.message(), file=sys.stderr)
+            return None
+    return existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])

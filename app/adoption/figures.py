@@ -8,8 +8,8 @@ dismissal within `QUICK_S` of appearing is not a decision); what clinicians answ
 screening was done (follow-through) and how often it came back abnormal (yield); and
 latency, with the view rate by latency bucket and its confidence interval.
 
-The log is read once per call, one row per alert (the events pivoted in SQL, on the
-database), then counted with NumPy; nothing here writes.
+The log is read once per call, one row per alert (`alert_summary`, which the database
+keeps from the events), then counted with NumPy; nothing here writes.
 """
 
 from __future__ import annotations
@@ -18,22 +18,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Float, and_, case, cast, func, literal, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.adoption.log import AlertEventType
-from app.store.models import AlertEvent, table_of
+from app.store.models import AlertEvent, AlertSummary, table_of
 
 QUICK_S = 3.0  # a dismissal sooner than this after the banner appeared is not a decision
 FOLLOW_DAYS = 90  # a recommended test resulted within this many days counts as done
 LATENCY_BUCKETS = ((0.0, 25.0), (25.0, 50.0), (50.0, 100.0), (100.0, math.inf))
 DIMENSIONS = ("department", "workstation", "clinician", "model", "tier")
-TERMINAL = (AlertEventType.ACKNOWLEDGED.value, AlertEventType.DISMISSED.value,
-            AlertEventType.SNOOZED.value, AlertEventType.EXPIRED.value)
 _EVENTS = table_of(AlertEvent)
+_SUMMARY = table_of(AlertSummary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,67 +107,23 @@ class Figures:
     suppressed: dict[str, int] = field(default_factory=dict)
 
 
-def _latency(dialect: str) -> ColumnElement[Any]:
-    """detail.latency_ms.total of a displayed event, on the database."""
-    if dialect == "postgresql":
-        return cast(cast(_EVENTS.c.detail, _JSONB())["latency_ms"]["total"].astext, Float)
-    return cast(func.json_extract(_EVENTS.c.detail, "$.latency_ms.total"), Float)
-
-
-def _abnormal(dialect: str) -> ColumnElement[Any]:
-    """detail.abnormal of a screening_completed event: 1, 0, or NULL if unknown."""
-    if dialect == "postgresql":
-        text = cast(_EVENTS.c.detail, _JSONB())["abnormal"].astext
-        return case((text == "true", 1.0), (text == "false", 0.0))
-    return cast(func.json_extract(_EVENTS.c.detail, "$.abnormal"), Float)
-
-
-def _JSONB() -> Any:  # noqa: N802 - a type, named as one
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    return JSONB()
-
-
 def load_alerts(engine: Engine, filters: Filters) -> AlertTable:
-    """The alerts generated in the period, one row each, their events pivoted in SQL."""
-    e = _EVENTS.c
-    dialect = engine.dialect.name
+    """The alerts generated in the period, one row each, with what became of them.
 
-    # Times as epoch milliseconds, computed on the database: turning a hundred thousand
-    # datetime objects into NumPy values one by one would cost more than the query.
-    at_ms = (cast((func.julianday(e.at) - 2440587.5) * 86400000.0, Float)
-             if dialect == "sqlite" else func.extract("epoch", e.at) * 1000.0)
-
-    def first(event: str) -> Any:
-        return func.min(case((e.event == event, at_ms)))
-
-    def of_generated(column: Any) -> Any:
-        return func.max(case((e.event == AlertEventType.GENERATED.value, column)))
-
-    terminal = func.min(case((e.event.in_(TERMINAL), at_ms)))
-    outcome = func.max(case((e.event.in_(TERMINAL),
-                             e.event + case((and_(e.event == "expired", e.reason != ""),
-                                             literal(" ") + e.reason), else_=literal("")))))
-    # On SQLite, grouping by the bare column makes the planner walk the whole log in
-    # alert order (to group without sorting) instead of reading the period by time and
-    # sorting that — 7x slower for a month of a year's log. An expression of the column
-    # groups the same and leaves the time index to the WHERE.
-    group_key = e.alert_id + literal("") if dialect == "sqlite" else e.alert_id
-    query = (
-        select(group_key, first(AlertEventType.GENERATED.value),
-               first(AlertEventType.DISPLAYED.value), first(AlertEventType.VIEWED.value),
-               terminal, first(AlertEventType.SCREENING_COMPLETED.value), outcome,
-               func.max(case((e.event == AlertEventType.DISMISSED.value, e.reason))),
-               func.max(case((e.event == AlertEventType.DISPLAYED.value, _latency(dialect)))),
-               func.max(case((e.event == AlertEventType.SCREENING_COMPLETED.value,
-                              _abnormal(dialect)))),
-               of_generated(e.department), of_generated(e.workstation),
-               of_generated(e.clinician), of_generated(e.model), of_generated(e.tier))
-        .where(*filters.where(), e.event != AlertEventType.SUPPRESSED.value)
-        .group_by(group_key))
+    Read from `alert_summary`, which the database keeps per alert as events arrive
+    (app/store/summary.py): a year of a department's log is a few hundred thousand rows
+    read by the time index, not a million events pivoted per call."""
+    s = _SUMMARY.c
+    clauses = [s.generated_ms >= _epoch_ms(filters.since)]
+    if filters.until is not None:
+        clauses.append(s.generated_ms < _epoch_ms(filters.until))
+    clauses += [s[name] == getattr(filters, name) for name in DIMENSIONS
+                if getattr(filters, name) is not None]
+    query = select(s.alert_id, s.generated_ms, s.displayed_ms, s.viewed_ms, s.finished_ms,
+                   s.screened_ms, s.outcome, s.reason, s.latency_ms, s.abnormal,
+                   *(s[name] for name in DIMENSIONS)).where(*clauses)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    rows = [r for r in rows if r[1] is not None]  # events of alerts generated before
     columns = list(zip(*rows, strict=True)) if rows else [()] * 15
 
     def times(values: Sequence[float | None]) -> np.ndarray:
@@ -183,16 +137,19 @@ def load_alerts(engine: Engine, filters: Filters) -> AlertTable:
         return np.array([v or "" for v in values], dtype=object)
 
     def numbers(values: Sequence[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+        return np.array(values, dtype=float)  # None becomes nan
 
-    table = AlertTable(
+    return AlertTable(
         alert_id=texts(columns[0]), generated=times(columns[1]), displayed=times(columns[2]),
         viewed=times(columns[3]), finished=times(columns[4]), screened=times(columns[5]),
         outcome=np.array([v or "open" for v in columns[6]], dtype=object),
         reason=texts(columns[7]), latency_ms=numbers(columns[8]), abnormal=numbers(columns[9]),
         department=texts(columns[10]), workstation=texts(columns[11]),
         clinician=texts(columns[12]), model=texts(columns[13]), tier=texts(columns[14]))
-    return table
+
+
+def _epoch_ms(when: datetime) -> float:
+    return when.timestamp() * 1000.0
 
 
 def load_suppressed(engine: Engine, filters: Filters) -> dict[str, int]:
@@ -343,11 +300,12 @@ def comments(engine: Engine, filters: Filters, limit: int = 200
 
 
 def dimension_values(engine: Engine) -> dict[str, list[str]]:
-    """The values each filter can take (every department, workstation, ... in the log)."""
+    """The values each filter can take (every department, workstation, ... that an
+    alert in the log has), read from the per-alert summary."""
     out = {}
     with engine.connect() as conn:
         for name in DIMENSIONS:
-            column = _EVENTS.c[name]
+            column = _SUMMARY.c[name]
             out[name] = sorted(v for v in conn.execute(
                 select(column).where(column != "").distinct()).scalars() if v)
     return out

@@ -263,3 +263,28 @@ class AlertEvent(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     comment: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON: latency, screenings …
+
+
+class AlertSummary(Base):
+    """One row per alert, folded from its events by a trigger on `alert_events`
+    (app/store/summary.py, migration 0006): what the adoption figures read. Times are
+    epoch milliseconds (UTC)."""
+
+    __tablename__ = "alert_summary"
+    __table_args__ = (Index("ix_alert_summary_generated", "generated_ms"),)
+
+    alert_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    generated_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    displayed_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    viewed_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    screened_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    abnormal: Mapped[float | None] = mapped_column(Float, nullable=True)
+    department: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    workstation: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    clinician: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tier: Mapped[str | None] = mapped_column(String(24), nullable=True)

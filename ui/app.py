@@ -203,6 +203,20 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         window.showNormal()
         window.raise_()
 
+    # The firing-anomaly check each morning: logged for IT, shown to admins.
+    from app.adoption.watch import AnomalyWatch
+
+    watch = AnomalyWatch(engine)
+
+    def tell_admin(found: list[Any]) -> None:
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            bridge.problem.emit(f"firing anomaly {found[0].words}{more} — see the "
+                                "adoption dashboard")
+
+    if admin:
+        watch.on_found.append(tell_admin)
+    watch.start()
     instance = InstanceServer(name, handle)
     window.show()
     if request:
@@ -226,6 +240,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         return app.exec()
     finally:
         stop.set()
+        watch.stop()
         instance.server.close()
         service.stop()
         clinic.close()

@@ -55,9 +55,11 @@ class SyntheticLog:
 def write_log(engine: Engine, end: date, days: int = 90, clinicians: int = 4,
               workstations: int = 3, per_clinician_day: float = 5.0,
               feed_outages: Iterable[date] = (), mapping_outages: Iterable[date] = (),
-              model_outages: Iterable[date] = (), seed: int = 13, department: str = "ER", with_messages: bool = True,
-              chunk: int = 20_000) -> SyntheticLog:
-    """Write `days` days of adoption events ending on `end` (inclusive)."""
+              model_outages: Iterable[date] = (), seed: int = 13, department: str = "ER",
+              with_messages: bool = True, chunk: int = 20_000,
+              every_day: bool = False) -> SyntheticLog:
+    """Write `days` days of adoption events ending on `end` (inclusive): weekdays only
+    (a clinic), or `every_day` (an emergency department)."""
     rng = np.random.default_rng(seed)
     feed, mapping, model = tuple(feed_outages), tuple(mapping_outages), tuple(model_outages)
     start = end - timedelta(days=days - 1)
@@ -97,7 +99,7 @@ def write_log(engine: Engine, end: date, days: int = 90, clinicians: int = 4,
                        "detail": json.dumps(extra.pop("detail", {}))})
 
     for day in log.days:
-        if day.weekday() >= 5 or day in feed:
+        if (day.weekday() >= 5 and not every_day) or day in feed:
             continue
         midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
         n_alerts = 0

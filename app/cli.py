@@ -18,7 +18,14 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app import logs
-from app.config import Config, ConfigError, default_config_path, load_config, render_default_config
+from app.config import (
+    Config,
+    ConfigError,
+    keys,
+    load_config,
+    render_default_config,
+    toml_value,
+)
 from app.store.db import open_store
 from app.store.models import InboxMessage, InboxStatus
 from app.store.patients import find_by_identifier, timeline
@@ -38,6 +45,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clarion", description="Point-of-care risk alerts from the HL7 v2 feed.")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("listen", help="receive HL7 over MLLP (headless)")
@@ -142,19 +150,54 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("link", nargs="?", help="a clarion://open?mrn=… link")
 
-    p = sub.add_parser("config", help="show the configuration file path and defaults")
+    p = sub.add_parser("config", help="every setting, its value and where it came from")
     _common(p)
     p.add_argument("--default", action="store_true", help="print the default file")
+
+    p = sub.add_parser("doctor", help="self-check after an install: one line per check, "
+                                      "non-zero exit if anything is wrong")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="the checks as JSON")
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+def version_line() -> str:
+    """`clarion --version`: Clarion's version, and the Python and platform it runs on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("clarion")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "(not installed)"
+    return (f"clarion {ours} (Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()})")
+
+
+def _command_line(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The settings given as options: the top layer of the configuration."""
+    layer: dict[str, dict[str, Any]] = {}
     if getattr(args, "db", None):
-        config.database.url = args.db
-    log_file = Path(config.logging.file) if config.logging.file else \
-        config.data_dir / "logs" / "clarion.log"
-    logs.setup_logging(config.logging.level, log_file)
+        layer["database"] = {"url": args.db}
+    if args.command == "listen":
+        given = {key: getattr(args, key) for key in ("host", "port")
+                 if getattr(args, key, None) is not None}
+        if given:
+            layer["listener"] = given
+    return layer
+
+
+def _configure(args: argparse.Namespace) -> Config:
+    """The configuration for this command; overrides of locked keys are reported."""
+    config = load_config(args.config, command_line=_command_line(args))
+    for refused in config.sources.refused:
+        print(f"clarion: {refused}", file=sys.stderr)
+    return config
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = _configure(args)
+    logs.setup_logging(config.logging.level, config.log_file)
     logs.load_pseudonym_key(config.data_dir)
     return config
 
@@ -173,11 +216,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from app.ingest.service import IngestService
 
     config = _load(args)
-    if args.host:
-        config.listener.host = args.host
-    if args.port:
-        config.listener.port = args.port
-    service = IngestService(config, _store(config))
+    from app.adoption.watch import AnomalyWatch
+
+    engine = _store(config)
+    service = IngestService(config, engine)
+    watch = AnomalyWatch(engine)  # the receiver logs a broken feed or model each morning
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -188,15 +231,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
             except NotImplementedError:  # Windows: Ctrl-C still raises KeyboardInterrupt
                 pass
         service.start_workers()
+        watch.start()
         server = service.make_server()
         try:
             await server.start()
+            service.announce(server.bound_port)
             print(f"clarion: listening on {config.listener.host}:{server.bound_port}; "
                   "Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()
         finally:
             await server.stop()
+            service.withdraw()
             await asyncio.to_thread(service.stop_workers)
+            watch.stop()
 
     try:
         asyncio.run(run())
@@ -519,7 +566,7 @@ def _model_shift(args: argparse.Namespace, card: Any) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import demo_config, run_headless
 
-    config = demo_config(load_config(args.config))
+    config = demo_config(_configure(args))
     logs.setup_logging("WARNING", config.data_dir / "logs" / "clarion.log")
     logs.load_pseudonym_key(config.data_dir)
     if not args.headless and not _has_display():
@@ -656,17 +703,47 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.default:
         print(render_default_config())
         return 0
-    config = load_config(args.config)
-    print(f"configuration file: {args.config or default_config_path()}")
-    print(f"data directory:     {config.data_dir}")
-    print(f"database:           {config.database_url}")
+    config = _configure(args)
+    sources = config.sources
+    for what, path in (("machine file", sources.machine_file), ("user file", sources.user_file)):
+        state = "read" if path in sources.files else "not present"
+        print(f"{what + ':':14s}{path} ({state})")
+    print(f"{'data directory:':14s}{config.data_dir}")
+    print(f"{'database:':14s}{_shown('database.url', config.database_url)}")
+    print()
+    width = max(len(key) for key in keys())
+    for key in keys():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(config, section), name)
+        lock = " [locked]" if key in sources.locked else ""
+        print(f"{key:{width}s} = {_shown(key, value):30s} {sources.of(key)}{lock}")
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from app.doctor import FAIL, render, run_checks
+
+    checks = run_checks(lambda: _configure(args), version_line(), getattr(args, "display", None))
+    print(render(checks, args.json))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as `clarion config` prints it: TOML (strings quoted), a database
+    password hidden."""
+    if key == "database.url" and value:
+        from sqlalchemy.engine import make_url
+
+        value = make_url(value).render_as_string(hide_password=True)
+    return toml_value(value)
+
+
 def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
-         dashboard: Callable[[Config], int] | None = None) -> int:
-    """The `clarion` command. `gui` runs the desktop app and `dashboard` the adoption
-    dashboard (both given by ui.launcher: the core never imports Qt)."""
+         dashboard: Callable[[Config], int] | None = None,
+         display: Callable[[], str | None] | None = None) -> int:
+    """The `clarion` command. `gui` runs the desktop app, `dashboard` the adoption
+    dashboard and `display` says why no window can open (all given by ui.launcher: the
+    core never imports Qt)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("clarion://"):  # the OS hands a launch link over as is
@@ -674,11 +751,13 @@ def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
     args = parser.parse_args(argv or ["app"])
     args.gui = gui
     args.dashboard = dashboard
+    args.display = display
     handlers = {
         "listen": cmd_listen, "send": cmd_send, "inbox": cmd_inbox, "config": cmd_config,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
         "score": cmd_score, "model": cmd_model, "demo": cmd_demo, "open": cmd_open,
         "stats": cmd_stats, "app": cmd_app, "report": cmd_report, "dashboard": cmd_dashboard,
+        "doctor": cmd_doctor,
     }
     try:
         return handlers[args.command](args)

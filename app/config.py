@@ -1,26 +1,38 @@
-"""Clarion's one configuration schema.
+"""Clarion's one configuration schema, read in layers.
 
-Read from one TOML file (the platform's config directory, or `--config PATH`, or
-`CLARION_CONFIG`), then overridden by environment variables named
-`CLARION_<SECTION>__<KEY>` (e.g. `CLARION_LISTENER__PORT=2576`). The installers write the
-same file. A wrong key or value is a `ConfigError` that names the key and says what to do.
+From lowest to highest precedence: the defaults; the machine-wide file the installers
+write (`/etc/clarion/clarion.toml` on Linux, `%ProgramData%\\Clarion\\clarion.toml` on
+Windows); the user's file (the platform's config directory, or `--config PATH`, or
+`CLARION_CONFIG`); environment variables named `CLARION_<SECTION>__<KEY>` (e.g.
+`CLARION_LISTENER__PORT=2576`); the command line (`--db`, `--port`, ...). The machine
+file may lock keys (`locked = ["database.url"]`, before its first table): a locked key
+keeps the machine file's value whatever a user's file, environment or command line says,
+and the override is reported, not applied. `clarion config` prints every key with its
+value and where it came from. A wrong key or value is a `ConfigError` that names the
+key, the file or variable it came from, and what to do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 APP_NAME = "clarion"
 ENV_PREFIX = "CLARION_"
 ENV_CONFIG_PATH = "CLARION_CONFIG"
+# Where the machine-wide file is, for tests and unusual layouts. Not a security boundary:
+# locking keeps honest users from changing what IT set, it does not stop a determined one.
+ENV_MACHINE_CONFIG = "CLARION_MACHINE_CONFIG"
 MIB = 1024 * 1024
 
 
@@ -128,7 +140,8 @@ class LoggingConfig(_Section):
     """Log output. Logs never carry names, MRNs or results."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    file: str = Field("", description="Log file; empty means <data_dir>/logs/clarion.log")
+    file: str = Field("", description="Log file (rotated at 10 MiB, 5 kept); empty means "
+                      "<data_dir>/logs/clarion.log, or the journal under systemd")
 
 
 class PathsConfig(_Section):
@@ -137,8 +150,28 @@ class PathsConfig(_Section):
     data_dir: str = Field("", description="Data directory; empty means the platform default")
 
 
+@dataclass
+class Sources:
+    """Where a loaded configuration came from, key by key ("section.key")."""
+
+    machine_file: Path
+    user_file: Path
+    # the files that existed and were read, machine first
+    files: list[Path] = dataclasses.field(default_factory=list)
+    # "section.key" -> "user file /x.toml", "environment variable ...", "command line"
+    origin: dict[str, str] = dataclasses.field(default_factory=dict)
+    locked: set[str] = dataclasses.field(default_factory=set)
+    # the overrides of locked keys that were not applied, in words
+    refused: list[str] = dataclasses.field(default_factory=list)
+
+    def of(self, key: str) -> str:
+        return self.origin.get(key, "default")
+
+
 class Config(_Section):
     """The whole configuration file."""
+
+    _sources: Sources | None = PrivateAttr(default=None)
 
     listener: ListenerConfig = Field(default_factory=ListenerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -157,9 +190,50 @@ class Config(_Section):
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / 'clarion.db'}"
 
+    @property
+    def log_file(self) -> Path | None:
+        """Where this process logs besides stderr: the configured file; nothing when
+        systemd hands stderr to the journal (JOURNAL_STREAM, as for the listener
+        service); otherwise <data_dir>/logs/clarion.log."""
+        if self.logging.file:
+            return Path(self.logging.file)
+        if os.environ.get("JOURNAL_STREAM"):
+            return None
+        return self.data_dir / "logs" / "clarion.log"
+
+    @property
+    def sources(self) -> Sources:
+        """Where each value came from (a configuration built in code: all defaults)."""
+        if self._sources is None:
+            self._sources = Sources(machine_config_path(), default_config_path())
+        return self._sources
+
 
 def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "clarion.toml"
+
+
+PLATFORM_MACHINE_CONFIG = (
+    Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Clarion" / "clarion.toml"
+    if sys.platform == "win32" else Path("/etc/clarion/clarion.toml"))
+
+
+def machine_config_path(environ: dict[str, str] | None = None) -> Path:
+    """The machine-wide file the installers write."""
+    environ = dict(os.environ if environ is None else environ)
+    if environ.get(ENV_MACHINE_CONFIG):
+        return Path(environ[ENV_MACHINE_CONFIG])
+    return PLATFORM_MACHINE_CONFIG
+
+
+def keys() -> list[str]:
+    """Every key, as "section.key"."""
+    out = []
+    for section_name, section_field in Config.model_fields.items():
+        model = section_field.annotation
+        if model is not None:
+            out += [f"{section_name}.{key}" for key in model.model_fields]
+    return out
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -182,7 +256,8 @@ def _explain(exc: ValidationError, source: str, origin: dict[str, str]) -> Confi
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        where = origin.get(key, source)
+        where = origin.get(key) or next(
+            (v for k, v in origin.items() if k.startswith(f"{key}.")), source)
         section = str(err["loc"][0]) if err["loc"] else ""
         if err["type"] == "extra_forbidden":
             if len(err["loc"]) == 1:
@@ -204,56 +279,129 @@ def _explain(exc: ValidationError, source: str, origin: dict[str, str]) -> Confi
     return ConfigError("configuration error:\n  " + "\n  ".join(lines))
 
 
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the syntax "
+                          "(see README, 'Configuration')") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: the {what} cannot be read: {exc.strerror}; check its "
+                          "permissions (it should be readable by every user)") from exc
+    return data
+
+
+def _locked(data: dict[str, Any], path: Path) -> set[str]:
+    """The machine file's `locked` list, checked against the schema."""
+    value = data.pop("locked", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: 'locked' = {value!r} is invalid: it lists keys as "
+                          '"section.key" strings, e.g. locked = ["database.url"]')
+    known = set(keys())
+    for key in value:
+        if key not in known:
+            raise ConfigError(f"{path}: 'locked' names unknown key {key!r}; lockable keys "
+                              f"are section.key, e.g. {', '.join(sorted(known)[:4])}, ...")
+    return set(value)
+
+
+def _layer(data: dict[str, Any], values: dict[str, Any], where: str, sources: Sources,
+           overridable: bool) -> None:
+    """Lay `values` (section -> key -> value) over `data`, recording where each came
+    from; a locked key is left as the machine file set it and the attempt recorded."""
+    for section, entries in values.items():
+        if not isinstance(entries, dict):  # a value outside any [section]: let the schema say
+            data[section] = entries
+            sources.origin[section] = where
+            continue
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue
+        for key, value in entries.items():
+            name = f"{section}.{key}"
+            if overridable and name in sources.locked:
+                sources.refused.append(f"{name} is locked by {sources.machine_file}; the "
+                                       f"value from {where} is ignored")
+                continue
+            target[key] = value
+            sources.origin[name] = where
+
+
 def load_config(path: Path | str | None = None,
-                environ: dict[str, str] | None = None) -> Config:
-    """Load the file (if it exists), apply environment overrides, validate."""
+                environ: dict[str, str] | None = None,
+                command_line: dict[str, dict[str, Any]] | None = None,
+                machine_path: Path | str | None = None) -> Config:
+    """Load the layers (machine file, user file, environment, command line), validate."""
     environ = dict(os.environ if environ is None else environ)
     explicit = path is not None or ENV_CONFIG_PATH in environ
-    config_path = Path(path or environ.get(ENV_CONFIG_PATH) or default_config_path())
+    user_path = Path(path or environ.get(ENV_CONFIG_PATH) or default_config_path())
+    machine = Path(machine_path) if machine_path else machine_config_path(environ)
+    sources = Sources(machine, user_path)
     data: dict[str, Any] = {}
-    if config_path.exists():
-        try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_path}: not valid TOML: {exc}; fix the syntax "
-                              "(see README, 'Configuration')") from exc
-    elif explicit:
-        raise ConfigError(f"{config_path}: configuration file not found; check the path "
+    if machine.exists():
+        machine_data = _read_toml(machine, "machine-wide configuration")
+        sources.locked = _locked(machine_data, machine)
+        sources.files.append(machine)
+        _layer(data, machine_data, f"machine file {machine}", sources, overridable=False)
+    if user_path.exists() and user_path != machine:
+        user_data = _read_toml(user_path, "configuration file")
+        if "locked" in user_data:
+            raise ConfigError(f"{user_path}: 'locked' belongs in the machine-wide file "
+                              f"({machine}); remove it here")
+        sources.files.append(user_path)
+        _layer(data, user_data, f"user file {user_path}", sources, overridable=True)
+    elif explicit and not user_path.exists():
+        raise ConfigError(f"{user_path}: configuration file not found; check the path "
                           f"given by --config or {ENV_CONFIG_PATH}")
-    overrides, origin = _env_overrides(environ)
+    overrides, env_origin = _env_overrides(environ)
     for section, values in overrides.items():
-        target = data.setdefault(section, {})
-        if isinstance(target, dict):
-            target.update(values)
+        for key, value in values.items():
+            _layer(data, {section: {key: value}}, env_origin[f"{section}.{key}"], sources,
+                   overridable=True)
+    for section, values in (command_line or {}).items():
+        for key, value in values.items():
+            _layer(data, {section: {key: value}}, "command line", sources, overridable=True)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise _explain(exc, str(config_path), origin) from None
+        raise _explain(exc, str(user_path), sources.origin) from None
+    config._sources = sources
+    return config
 
 
-def render_default_config() -> str:
-    """The default configuration as commented TOML, for installers and `clarion config`."""
-    out = ["# Clarion configuration. Every key is optional; shown are the defaults.",
-           f"# Environment variables {ENV_PREFIX}<SECTION>__<KEY> override this file.", ""]
+def render_default_config(machine: bool = False) -> str:
+    """The default configuration as commented TOML, for installers and `clarion config`.
+    `machine`: the machine-wide file the installers write, every key commented out (a
+    key set there is the default for every user on the machine), with `locked`."""
+    if machine:
+        out = ["# Clarion: the machine-wide configuration (every user, and the listener",
+               "# service). Uncomment a key to set it for the machine; users' own files,",
+               f"# {ENV_PREFIX}<SECTION>__<KEY> variables and options override it, except",
+               "# for the keys listed in `locked`, which keep this file's value.",
+               "# `clarion config` shows every key's value and where it came from.", "",
+               '# locked = ["database.url", "listener.port"]', ""]
+    else:
+        out = ["# Clarion configuration. Every key is optional; shown are the defaults.",
+               f"# Environment variables {ENV_PREFIX}<SECTION>__<KEY> override this file.", ""]
     defaults = Config()
     for section_name, section_field in Config.model_fields.items():
         section = getattr(defaults, section_name)
         doc = (section_field.annotation.__doc__ or "").strip() if section_field.annotation else ""
         out += [f"[{section_name}]", f"# {doc}"] if doc else [f"[{section_name}]"]
-        for key, field in type(section).model_fields.items():
+        for key, info in type(section).model_fields.items():
             value = getattr(section, key)
-            if field.description:
-                out.append(f"# {field.description}")
-            out.append(f"{key} = {_toml_value(value)}")
+            if info.description:
+                out.append(f"# {info.description}")
+            out.append(f"{'# ' if machine else ''}{key} = {toml_value(value)}")
         out.append("")
     return "\n".join(out)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -78,7 +78,9 @@ def setup_logging(level: str, log_file: Path | None) -> None:
         root.removeHandler(handler)
         handler.close()
     stream = logging.StreamHandler()
-    stream.setFormatter(formatter)
+    # Under systemd stderr goes to the journal, which stamps each line itself.
+    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s")
+                        if os.environ.get("JOURNAL_STREAM") else formatter)
     root.addHandler(stream)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

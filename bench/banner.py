@@ -86,10 +86,16 @@ def run_condition(condition: str, alerts: int, rate: float) -> dict[str, Any]:
     """One condition in this process; returns the samples' summary."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from app import logs
-    from app.clinic.service import ClinicService
     from app.config import Config
-    from app.ingest.service import IngestService
     from app.store.db import open_store
+
+    try:
+        from app.clinic.service import ClinicService
+        from app.ingest.service import IngestService
+    except ImportError:  # the baseline (--baseline) may predate app/'s subpackages
+        from app.service import IngestService  # type: ignore[no-redef]
+
+        from app.clinic import ClinicService  # type: ignore[no-redef]
     from engines.card import load_card
     from engines.select import select_engine
     from integrations.mllp import MllpClient

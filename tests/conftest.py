@@ -21,6 +21,18 @@ SAMPLES = Path(os.environ.get(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_machine_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This machine's own /etc/clarion/clarion.toml (a package test installs one) must
+    not change the tests' configuration: every load, in process or in a child process,
+    looks for the machine file in an empty folder unless a test says otherwise."""
+    absent = tmp_path_factory.mktemp("machine") / "clarion.toml"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLARION_MACHINE_CONFIG", str(absent))
+        patch.setattr("app.config.PLATFORM_MACHINE_CONFIG", absent)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _pseudonym_key(tmp_path_factory: pytest.TempPathFactory) -> None:
     logs.load_pseudonym_key(tmp_path_factory.mktemp("key"))
 

@@ -63,6 +63,16 @@ class DisplayProblem:
         return "\n".join(lines)
 
 
+def display_problem() -> str | None:
+    """Why no window can open, in one line (for `clarion doctor`), or None."""
+    problem = check_display()
+    if problem is None:
+        return None
+    install = f"; install: sudo apt-get install {' '.join(problem.packages)}" \
+        if problem.packages else ""
+    return f"cannot open a window ({problem.platform}): {problem.reason}{install}"
+
+
 def requested_platforms(environ: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
     """The platform plugins Qt will try, in order (QT_QPA_PLATFORM may list fallbacks)."""
     if environ.get("QT_QPA_PLATFORM"):

@@ -13,8 +13,9 @@ from app.cli import main as cli_main
 def main() -> int:
     from ui.app import run_app
     from ui.dashboard import run_dashboard
+    from ui.display import display_problem
 
-    return cli_main(gui=run_app, dashboard=run_dashboard)
+    return cli_main(gui=run_app, dashboard=run_dashboard, display=display_problem)
 
 
 if __name__ == "__main__":

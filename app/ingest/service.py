@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -23,6 +25,8 @@ from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import Assessment, assess
 from integrations.hl7.routing import Routing, read_routing
 from integrations.mllp import ListenerThread, MllpServer, ServerLimits
+
+LISTENER_FILE = "listener.json"  # {"pid", "host", "port"} while a listener runs
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -142,16 +146,39 @@ class IngestService:
         self.start_workers()
         self._listener_thread = ListenerThread(self.make_server)
         try:
-            return self._listener_thread.start()
+            server = self._listener_thread.start()
         except BaseException:
             self.stop_workers()
             raise
+        self.announce(server.bound_port)
+        return server
 
     def stop(self) -> None:
         """Stop accepting, answer in-flight frames, commit, finish processing."""
         if self._listener_thread is not None:
             self._listener_thread.stop()
+            self.withdraw()
         self.stop_workers()
+
+    def announce(self, port: int) -> None:
+        """Say in the data directory that this process listens on `port`, so that
+        `clarion doctor` can tell a port held by Clarion from one held by another
+        program. Best effort: a read-only data directory only loses that."""
+        marker = self.config.data_dir / LISTENER_FILE
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"pid": os.getpid(), "host": self.config.listener.host,
+                                          "port": port}), encoding="utf-8")
+        except OSError as exc:
+            logs.ingest.warning("cannot write %s: %s", marker, exc.strerror)
+
+    def withdraw(self) -> None:
+        marker = self.config.data_dir / LISTENER_FILE
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                marker.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def _in_memory(engine: Engine) -> bool:

@@ -42,7 +42,7 @@ def adoption(engine: Engine, since: datetime, filters: Filters | None = None
     """Headline adoption figures for alerts generated since `since` (one computation
     with the dashboard and the report: app/adoption/figures.py)."""
     filters = filters or Filters(since=since)
-    table = load_alerts(engine, filters)
+    table = load_alerts(engine, filters, dimensions=("clinician",))  # the burden's
     f = figures(table, load_suppressed(engine, filters))
     return {
         "since": since.isoformat(timespec="seconds"),
@@ -68,7 +68,9 @@ def breakdown(engine: Engine, since: datetime, by: str, pseudonyms: bool = True
               ) -> dict[str, dict[str, Any]]:
     """`clarion stats --by`: the headline figures per department, workstation,
     clinician (pseudonymous unless asked), model, tier, or week."""
-    table = load_alerts(engine, Filters(since=since))
+    table = load_alerts(engine, Filters(since=since),
+                        dimensions=("clinician",) if by in ("week", "clinician") else
+                        (by, "clinician"))
     if by == "week":
         groups = {d.isoformat(): f for d, f in by_period(table, "week").items()}
     else:

@@ -243,7 +243,9 @@ class AlertEvent(Base):
     __table_args__ = (
         Index("ix_alert_events_alert", "alert_id"),
         Index("ix_alert_events_patient_at", "patient_id", "at"),
-        Index("ix_alert_events_event_at", "event", "at"),
+        # by type and time; with the reason, the suppressed decisions of a period are
+        # counted from the index alone (0006)
+        Index("ix_alert_events_event_at_reason", "event", "at", "reason"),
         Index("ix_alert_events_at", "at"),  # the adoption figures of a period (0005)
     )
 

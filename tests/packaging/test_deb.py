@@ -135,12 +135,14 @@ def test_install_run_upgrade_remove_purge(debs: dict[str, Path], leave_no_trace:
     assert STORE.is_dir() and STORE.owner() == "clarion"
     version = sh(CLARION, "--version", env=clean_env()).stdout
     assert version.startswith(f"clarion {_project_version()}rc1 (Python 3.11"), version
-    assert "__pycache__" in "".join(str(p) for p in Path("/opt/clarion/venv/lib").rglob(
-        "__pycache__"))  # postinst compiled it
+    assert any(Path("/opt/clarion/venv/lib").rglob("__pycache__"))  # postinst compiled it
+    # systemd's own parser on the installed unit (it names unknown keys and commands
+    # that are not there; systemd itself is not running in CI)
     verify = sh("systemd-analyze", "verify", "/lib/systemd/system/clarion-listener.service",
-                check=False)
-    assert "clarion-listener.service" not in verify.stderr.replace(
-        "/lib/systemd/system/clarion-listener.service", ""), verify.stderr
+                check=False).stderr
+    for problem in ("Unknown key", "Unknown section", "not executable", "Failed to parse",
+                    "Invalid", "bad-setting"):
+        assert problem not in verify, verify
 
     # the installed commands, as a user of the machine would run them
     home = tmp_path / "home"

@@ -118,9 +118,16 @@ def test_the_msi_says_what_it_is(msis: dict[str, Path]) -> None:
         assert ("Software\\Clarion\\Install", prop) in registry  # remembered for upgrades
     actions = {r[0] for r in table(msi, "CustomAction")}
     assert {"CA.WriteConfig", "CA.StartService", "CA.Restore.LISTENER_PORT"} <= actions
-    # signed with the throwaway certificate; the other build says it is not
+    # signed with the throwaway certificate, the MSI and the programs in it; the other
+    # build is not
     signed = sh("osslsigncode", "verify", "-in", msi, check=False)
     assert "CN=Clarion Test Signing" in signed.stdout + signed.stderr
+    unpacked = msi.parent / "unpacked"
+    sh("msiextract", "-C", unpacked, msi)
+    for exe in ("Clarion.exe", "clarion-cli.exe"):
+        found = next(unpacked.rglob(exe))
+        inner = sh("osslsigncode", "verify", "-in", found, check=False)
+        assert "CN=Clarion Test Signing" in inner.stdout + inner.stderr, exe
     unsigned = sh("osslsigncode", "verify", "-in", msis["next"], check=False)
     assert "MSI file has no signature" in unsigned.stdout + unsigned.stderr
 
@@ -166,14 +173,16 @@ def test_silent_install_upgrade_and_uninstall_under_wine(msis: dict[str, Path],
     assert written["listener"]["port"] == 2600
     assert written["database"]["url"] == "postgresql+psycopg://clarion@db.example/clarion"
     assert written["workstation"]["locations"] == ["ER", "CLINIC"]
-    assert _versions()[1] in reg(
-        "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall /s /f Clarion")
+    products = sh("wine", "reg", "query",
+                  "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall", "/s",
+                  env=wine).stdout.replace("\r", "")
+    versions = [line.split()[-1] for line in products.splitlines() if "DisplayVersion" in line]
+    assert versions.count(_versions()[1]) == 1 and _versions()[0] not in versions  # replaced
 
     # uninstall: the program, its registry and its service go; the machine file stays
     msiexec("/x", str(msis["next"]))
     assert not [p for p in (prefix / INSTALL).rglob("*") if p.is_file()]
-    assert "Unable to find" in sh("wine", "reg", "query", "HKLM\\Software\\Clarion\\Install",
-                                  env=wine, check=False).stderr
+    assert "Unable to find" in reg("HKLM\\Software\\Clarion\\Install")
     assert "ClarionListener" not in reg("HKLM\\System\\CurrentControlSet\\Services")
     assert config_file.is_file()
 

@@ -30,12 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from email.utils import formatdate
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # packaging/common.py
+from common import project_version, source_tree  # noqa: E402
+
 PYTHON = Path("/usr/bin/python3")
 PREFIX = Path("/opt/clarion")
 VENV = PREFIX / "venv"
@@ -84,28 +86,10 @@ def check_tools() -> None:
                  f"    sudo apt-get install {' '.join(sorted(set(missing)))}")
 
 
-def project_version() -> str:
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
-
-
 def deb_version(version: str) -> str:
     """The package's version for a Python (PEP 440) one: a pre-release sorts first in
     both (0.2.0rc1 becomes 0.2.0~rc1, which dpkg orders before 0.2.0)."""
     return re.sub(r"(\d)\.?(a|b|rc|dev)(\d*)$", r"\1~\2\3", version)
-
-
-def source_tree(into: Path, version: str) -> Path:
-    """The tracked files (what a clean clone has), with `version` in pyproject.toml."""
-    files = run("git", "-C", ROOT, "ls-files", "-z", capture_output=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            target = into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target)
-    pyproject = into / "pyproject.toml"
-    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
-                                pyproject.read_text(), count=1))
-    return into
 
 
 def build_venv(stage: Path, src: Path, wheels: Path) -> Path:

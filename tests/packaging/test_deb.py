@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from integrations.mllp import MllpClient
+from tests.packaging.shell import sh
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "packaging" / "deb" / "build.py"
@@ -49,16 +50,6 @@ def _why_not() -> str | None:
 WHY_NOT = _why_not()
 if WHY_NOT:
     pytestmark.append(pytest.mark.skip(reason=WHY_NOT))
-
-
-def sh(*command: str | Path, check: bool = True, env: dict[str, str] | None = None,
-       timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, command))} exited {done.returncode}:\n"
-                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
 
 
 def clean_env(**extra: str) -> dict[str, str]:

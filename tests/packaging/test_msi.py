@@ -26,6 +26,7 @@ import pytest
 
 from app.config import load_config
 from integrations.mllp import MllpClient
+from tests.packaging.shell import sh
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "packaging" / "msi" / "build.py"
@@ -47,16 +48,6 @@ def _why_not() -> str | None:
 WHY_NOT = _why_not()
 if WHY_NOT:
     pytestmark.append(pytest.mark.skip(reason=WHY_NOT))
-
-
-def sh(*command: str | Path, check: bool = True, env: dict[str, str] | None = None,
-       timeout: float = 900, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=cwd)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, command))} exited {done.returncode}:\n"
-                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
 
 
 def _versions() -> tuple[str, str]:

@@ -723,9 +723,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     sources = config.sources
     for what, path in (("machine file", sources.machine_file), ("user file", sources.user_file)):
         state = "read" if path in sources.files else "not present"
-        print(f"{what + ':':14s}{path} ({state})")
-    print(f"{'data directory:':14s}{config.data_dir}")
-    print(f"{'database:':14s}{_shown('database.url', config.database_url)}")
+        print(f"{what + ':':16s}{path} ({state})")
+    print(f"{'data directory:':16s}{config.data_dir}")
+    print(f"{'database:':16s}{_hide_password(config.database_url)}")
     print()
     width = max(len(key) for key in keys())
     for key in keys():
@@ -747,11 +747,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _shown(key: str, value: Any) -> str:
     """A value as `clarion config` prints it: TOML (strings quoted), a database
     password hidden."""
-    if key == "database.url" and value:
-        from sqlalchemy.engine import make_url
+    return toml_value(_hide_password(value) if key == "database.url" and value else value)
 
-        value = make_url(value).render_as_string(hide_password=True)
-    return toml_value(value)
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,

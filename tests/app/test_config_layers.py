@@ -97,7 +97,7 @@ def test_clarion_config_prints_every_key_and_its_source(
                  "postgresql+psycopg://clarion:secret@db.example/clarion"]) == 0
     out, err = capsys.readouterr()
     lines = {line.split(" = ")[0].strip(): line for line in out.splitlines() if " = " in line}
-    assert f"machine file: {machine} (read)" in out and f"user file:    {user} (read)" in out
+    assert f"machine file:   {machine} (read)" in out and f"user file:      {user} (read)" in out
     assert "machine file" in lines["listener.host"] and "[locked]" in lines["listener.host"]
     assert '"0.0.0.0"' in lines["listener.host"]
     assert "listener.host is locked" in err and "CLARION_LISTENER__HOST" in err

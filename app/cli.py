@@ -220,7 +220,12 @@ def _store(config: Config) -> Engine:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    return run_listener(_load(args))
+    config = _load(args)
+    if config.department.role == "workstation":
+        raise ConfigError("[department] role = \"workstation\": a workstation does not "
+                          "listen; it follows the department's store. Run `clarion listen` "
+                          "on the receiver, or set role to \"receiver\" or \"standalone\"")
+    return run_listener(config)
 
 
 def run_listener(config: Config, stop_requested: threading.Event | None = None) -> int:

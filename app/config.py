@@ -88,6 +88,9 @@ class IngestConfig(_Section):
     retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles each try")
     feed_timezone: str = Field(
         "local", description="Zone for HL7 times sent without an offset (IANA name or 'local')")
+    journal_days: float = Field(7.0, gt=0, description="Days the change journal keeps (a "
+                                "department's workstations follow it; one offline longer "
+                                "re-reads its open patients)")
     worker: Literal["process", "thread"] = Field(
         "process", description="Where messages are processed: 'process' (a worker process "
         "at lower CPU priority, so receipt and ACKs keep a core to themselves) or 'thread'")
@@ -127,6 +130,16 @@ class WorkstationConfig(_Section):
                                  "units routed here (e.g. ['ER', 'CLINIC'])")
     providers: list[str] = Field(default_factory=list, description="PV1-7/PV1-17 provider "
                                  "ids routed here")
+
+
+class DepartmentConfig(_Section):
+    """This installation's part in a department deployment (DESIGN.md)."""
+
+    role: Literal["standalone", "receiver", "workstation"] = Field(
+        "standalone", description="'standalone': listens, stores and shows banners (one "
+        "workstation); 'receiver': listens and processes into the department's PostgreSQL "
+        "store, shows nothing; 'workstation': does not listen, follows the store's change "
+        "journal and shows banners")
 
 
 class RolesConfig(_Section):
@@ -178,6 +191,7 @@ class Config(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     workstation: WorkstationConfig = Field(default_factory=WorkstationConfig)
+    department: DepartmentConfig = Field(default_factory=DepartmentConfig)
     roles: RolesConfig = Field(default_factory=RolesConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)

@@ -46,10 +46,12 @@ def run_checks(load: Callable[[], Config], version: str,
         checks.append(Check("config", FAIL, str(exc)))
         checks.append(Check("the rest", WARN, "not checked: fix the configuration first"))
         return checks
-    checks += [check_config(config), check_data_dir(config), check_logs(config)]
+    checks += [check_config(config), check_role(config), check_data_dir(config),
+               check_logs(config)]
     database, migrated = check_database(config)
     checks.append(database)
-    checks.append(check_listener(config))
+    if config.department.role != "workstation":  # a workstation does not listen
+        checks.append(check_listener(config))
     checks.append(check_engines(config))
     if display is not None:
         problem = display()
@@ -80,6 +82,22 @@ def check_config(config: Config) -> Check:
     if problems:
         return Check("config", WARN, detail + "; " + "; ".join(problems))
     return Check("config", OK, detail)
+
+
+def check_role(config: Config) -> Check:
+    """The part this installation plays in a department ([department] role)."""
+    role = config.department.role
+    shared = config.database_url.startswith("postgresql")
+    if role == "standalone":
+        return Check("role", OK, "standalone: listens, stores and shows banners here")
+    if not shared:
+        return Check("role", FAIL, f"{role}: a department's receiver and workstations share "
+                     "one PostgreSQL store; set [database] url to it")
+    if role == "receiver":
+        return Check("role", OK, "receiver: listens and processes into the department's "
+                     "store; workstations follow its change journal")
+    return Check("role", OK, "workstation: does not listen; follows the department's "
+                 "change journal and shows banners for patients routed here")
 
 
 def check_data_dir(config: Config) -> Check:

@@ -159,16 +159,26 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     clinic.on_open_changed.append(bridge.open_patients.emit)
-    service = IngestService(config, engine, on_change=clinic.on_patient_changed,
-                            wants_now=clinic.wants_now)
-    try:
-        server = service.start_in_thread()
-    except OSError as exc:
-        print(f"clarion: cannot listen on {config.listener.host}:{config.listener.port}: "
-              f"{exc}. Set [listener] port in the config or stop the other receiver.",
-              file=sys.stderr)
-        return 1
-    listening = f"{config.listener.host}:{server.bound_port}"
+    service: Any = None
+    follower: Any = None
+    if config.department.role == "workstation":
+        # A department's workstation: the receiver listens; this one follows its journal.
+        from app.ingest.journal import JournalFollower
+
+        follower = JournalFollower(engine, clinic.on_patient_changed)
+        follower.start()
+        listening = "the department's store"
+    else:
+        service = IngestService(config, engine, on_change=clinic.on_patient_changed,
+                                wants_now=clinic.wants_now)
+        try:
+            server = service.start_in_thread()
+        except OSError as exc:
+            print(f"clarion: cannot listen on {config.listener.host}:{config.listener.port}: "
+                  f"{exc}. Set [listener] port in the config or stop the other receiver.",
+                  file=sys.stderr)
+            return 1
+        listening = f"{config.listener.host}:{server.bound_port}"
     tray = None
     if QSystemTrayIcon.isSystemTrayAvailable():
         tray = QSystemTrayIcon(status_icon(WARN))
@@ -226,7 +236,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
             bridge.problem.emit(str(exc))
             window.statusBar().showMessage(str(exc), 10000)
     stop = threading.Event()
-    if demo:
+    if demo and service is not None:
         from app.demo import pick_patients, replay, today_messages
         from engines.training.feed import feed
 
@@ -242,6 +252,9 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         stop.set()
         watch.stop()
         instance.server.close()
-        service.stop()
+        if service is not None:
+            service.stop()
+        if follower is not None:
+            follower.stop()
         clinic.close()
         engine.dispose()

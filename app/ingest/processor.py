@@ -24,13 +24,19 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import logs
 from app.config import IngestConfig
 from app.store.db import write_gate, writer
-from app.store.models import InboxMessage, InboxStatus, table_of, utcnow
+from app.store.models import (
+    InboxMessage,
+    InboxStatus,
+    PatientChangeRecord,
+    table_of,
+    utcnow,
+)
 from app.store.patients import apply_parsed
 from integrations.hl7.events import MessageContentError, ParsedMessage
 from integrations.hl7.header import HeaderError, read_header
@@ -113,6 +119,7 @@ class Processor:
         self._stop: Signal = stop or threading.Event()
         self._thread: threading.Thread | None = None
         self._delivering = 0  # batches committed whose changes are not yet handed over
+        self._next_prune = 0.0  # monotonic time of the next trim of the change journal
         self._ahead: dict[int, Row] = {}  # read and parsed, not yet applied
         self._parsed: dict[int, tuple[ParsedMessage, ...] | str] = {}
 
@@ -136,6 +143,7 @@ class Processor:
         while not self._stop.is_set():
             try:
                 busy = self.process_pending()
+                self.prune_journal()
             except Exception as exc:  # the loop must survive a database outage and try again
                 logs.ingest.error("inbox processing pass failed (%s); retrying",
                                   logs.describe_error(exc))
@@ -143,6 +151,17 @@ class Processor:
             if not busy:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
+
+    def prune_journal(self, force: bool = False) -> int:
+        """Drop change-journal rows older than `journal_days` (at most hourly, by the bulk
+        processor, when the ACK path is not waiting). Returns how many went."""
+        if self._urgent or (not force and time.monotonic() < self._next_prune):
+            return 0
+        self._next_prune = time.monotonic() + JOURNAL_PRUNE_S
+        cutoff = utcnow() - timedelta(days=self._config.journal_days)
+        with self._gate.background(), self._engine.begin() as conn:
+            gone = conn.execute(delete(_CHANGES).where(_CHANGES.c.processed_at < cutoff))
+        return int(gone.rowcount or 0)
 
     def process_pending(self, limit: int = 1000) -> int:
         """One pass over the received messages that are due. Returns how many it handled."""
@@ -305,6 +324,9 @@ class Processor:
                 location=visit.location if visit else "",
                 providers=tuple(p for p in (visit.attending, visit.admitting) if p)
                 if visit else ()))
+        # The journal, in the same transaction: a department's workstations follow it.
+        if changes:
+            conn.execute(insert(_CHANGES), [journal_row(change) for change in changes])
         return changes
 
     def _fail(self, conn: Connection, row: Row, patient_key: str, error: str,
@@ -330,6 +352,24 @@ class Processor:
 
 # The processor's statements, built once: it runs them for every message.
 _INBOX = table_of(InboxMessage)
+_CHANGES = table_of(PatientChangeRecord)
+JOURNAL_PRUNE_S = 3600.0
+
+
+def journal_row(change: PatientChanged) -> dict[str, Any]:
+    return {"patient_id": change.patient_id, "message_id": change.message_id,
+            "message_type": change.message_type, "trigger": change.trigger,
+            "loincs": ",".join(change.loincs), "location": change.location,
+            "providers": ",".join(change.providers), "received_at": change.received_at,
+            "processed_at": change.processed_at}
+
+
+def from_journal(row: Any) -> PatientChanged:
+    """A journal row as the change it records (app/ingest/journal.py)."""
+    return PatientChanged(
+        row.patient_id, row.message_id, row.message_type, row.trigger,
+        tuple(filter(None, row.loincs.split(","))), row.received_at, row.processed_at,
+        location=row.location, providers=tuple(filter(None, row.providers.split(","))))
 _LOAD_MANY = select(_INBOX.c.id, _INBOX.c.raw, _INBOX.c.status, _INBOX.c.patient_key,
                     _INBOX.c.attempts, _INBOX.c.received_at, _INBOX.c.message_type,
                     _INBOX.c.trigger, _INBOX.c.control_id).where(

@@ -290,3 +290,24 @@ class AlertSummary(Base):
     clinician: Mapped[str | None] = mapped_column(String(128), nullable=True)
     model: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tier: Mapped[str | None] = mapped_column(String(24), nullable=True)
+
+
+class PatientChangeRecord(Base):
+    """The change journal: one row per patient a processed message changed, written in
+    the same transaction as the change (app/ingest/processor.py). A department's
+    workstations read it after the last id they saw (app/ingest/journal.py); on
+    PostgreSQL a trigger rings a NOTIFY (no payload) after each insert (0007)."""
+
+    __tablename__ = "patient_changes"
+    __table_args__ = (Index("ix_patient_changes_processed", "processed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    message_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    message_type: Mapped[str] = mapped_column(String(8), default="")
+    trigger: Mapped[str] = mapped_column(String(8), default="")
+    loincs: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    location: Mapped[str] = mapped_column(String(128), default="")
+    providers: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -128,3 +128,24 @@ def test_version() -> None:
     done = subprocess.run([sys.executable, "-m", "app.cli", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("clarion 0.") and "Python 3." in done.stdout
+
+
+def test_the_department_role_is_checked(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, free_port(), extra='[department]\nrole = "receiver"\n')
+    code, checks = doctor(capsys, path)
+    assert code == 1 and checks["role"]["status"] == "FAIL"
+    assert "share one PostgreSQL store" in checks["role"]["detail"]
+    path = write_config(tmp_path, free_port(),
+                        url="postgresql+psycopg://clarion@127.0.0.1:1/clarion",
+                        extra='[department]\nrole = "workstation"\n')
+    _code, checks = doctor(capsys, path)
+    assert checks["role"]["status"] == "ok" and "journal" in checks["role"]["detail"]
+    assert "listener" not in checks  # a workstation does not listen
+
+
+def test_a_workstation_does_not_listen(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, free_port(), extra='[department]\nrole = "workstation"\n')
+    assert main(["listen", "--config", str(path)]) == 2
+    assert "a workstation does not listen" in capsys.readouterr().err

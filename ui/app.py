@@ -167,7 +167,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
 
         follower = JournalFollower(engine, clinic.on_patient_changed)
         follower.start()
-        listening = "the department's store"
+        listening = "the department's change journal"
     else:
         service = IngestService(config, engine, on_change=clinic.on_patient_changed,
                                 wants_now=clinic.wants_now)
@@ -185,7 +185,7 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
         menu = QMenu()
         tray.setContextMenu(menu)
         tray.setToolTip(f"Clarion — listening on {listening}")
-    window = MainWindow(clinic, bridge, listening, tray)
+    window = MainWindow(clinic, bridge, listening, tray, following=follower is not None)
     dashboards: list[Any] = []
 
     def open_dashboard() -> None:

@@ -120,11 +120,14 @@ class MainWindow(QMainWindow):
     """Worklist, patient view, recent alerts, status; owns the banner and its queue."""
 
     def __init__(self, clinic: ClinicService, bridge: Bridge, listening: str,
-                 tray: QSystemTrayIcon | None = None) -> None:
+                 tray: QSystemTrayIcon | None = None, *, following: bool = False) -> None:
+        """`listening`: where the feed comes from (the listener's address, or, with
+        `following`, the department's journal a workstation follows)."""
         super().__init__()
         self.clinic = clinic
         self.tray = tray
         self.listening = listening
+        self.source_verb = "Following" if following else "Listening on"
         self.problem = ""
         self.setWindowTitle("Clarion")
         self.setAccessibleName("Clarion main window")
@@ -230,7 +233,7 @@ class MainWindow(QMainWindow):
         if self.problem:
             return BAD, f"Problem: {self.problem}"
         if last is None:
-            return WARN, f"Listening on {self.listening} · no message yet"
+            return WARN, f"{self.source_verb} {self.listening} · no message yet"
         age = max((now - last).total_seconds(), 0.0)
         words = (f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200
                  else f"{age / 3600:.0f} h")

@@ -103,6 +103,7 @@ def test_status_bar_says_feed_engine_and_problem(
         running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
     clinic, window, port = running
     window.refresh_status()
+    assert "</span> Listening on 127.0.0.1:" in window.feed_label.text()
     assert "no message yet" in window.feed_label.text()
     send(port, adt("A08", "ST1", "CLINIC", 1))
     qtbot.waitUntil(lambda: clinic.messages_seen >= 1, timeout=10000)
@@ -117,3 +118,17 @@ def test_status_bar_says_feed_engine_and_problem(
     for label in (window.feed_label, window.engine_label):
         assert label.width() >= label.sizeHint().width() - 2, label.text()
     window.close()
+
+
+def test_a_workstation_says_it_follows_the_journal(
+        running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
+    from ui.bridge import Bridge
+
+    clinic, _window, _port = running
+    follower = MainWindow(clinic, Bridge(), "the department's change journal",
+                          following=True)
+    qtbot.addWidget(follower)
+    follower.refresh_status()
+    assert "</span> Following the department's change journal · no message yet" in \
+        follower.feed_label.text()
+    follower.queue.clear()

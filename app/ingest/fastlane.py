@@ -32,13 +32,15 @@ class FastLane:
     """A thread that processes single patients' messages on demand."""
 
     def __init__(self, engine: Engine, config: IngestConfig,
-                 on_change: Callable[[PatientChanged], None] | None) -> None:
+                 on_change: Callable[[PatientChanged], None] | None, *,
+                 journal: bool = False) -> None:
         # What the lane writes can be rebuilt from the durable inbox, as the worker's can:
         # its own engine commits without waiting for the disk (the same URL, so the same
         # write gate in this process).
         self._engine = make_engine(engine.url.render_as_string(hide_password=False),
                                    derived_only=True)
-        self._processor = Processor(self._engine, config, on_change, urgent=True)
+        self._processor = Processor(self._engine, config, on_change, urgent=True,
+                                    journal=journal)
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._pending = 0  # submitted and not yet done
         self._count_lock = threading.Lock()

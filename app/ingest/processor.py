@@ -96,13 +96,16 @@ class Processor:
     def __init__(self, engine: Engine, config: IngestConfig | None = None,
                  on_change: Callable[[PatientChanged], None] | None = None, *,
                  wake: Signal | None = None, stop: Signal | None = None,
-                 urgent: bool = False) -> None:
+                 urgent: bool = False, journal: bool = False) -> None:
+        """`journal`: write the change journal a department's workstations follow (a
+        receiver's processors only: nobody reads it elsewhere)."""
         self._reader = engine
         self._engine = writer(engine)
         self._gate = write_gate(engine)
         # The fast lane (`urgent`) takes the write gate as the ACK path does and does not
         # step aside; the bulk processor gives way to both.
         self._urgent = urgent
+        self._journal = journal
         # On PostgreSQL two processors (the bulk worker and the fast lane, an old worker not
         # yet gone, a second listener) must never take the same message: each locks it.
         # The bulk processor skips a message that is taken (and that patient's later ones,
@@ -155,7 +158,8 @@ class Processor:
     def prune_journal(self, force: bool = False) -> int:
         """Drop change-journal rows older than `journal_days` (at most hourly, by the bulk
         processor, when the ACK path is not waiting). Returns how many went."""
-        if self._urgent or (not force and time.monotonic() < self._next_prune):
+        if not self._journal or self._urgent or \
+                (not force and time.monotonic() < self._next_prune):
             return 0
         self._next_prune = time.monotonic() + JOURNAL_PRUNE_S
         cutoff = utcnow() - timedelta(days=self._config.journal_days)
@@ -325,7 +329,7 @@ class Processor:
                 providers=tuple(p for p in (visit.attending, visit.admitting) if p)
                 if visit else ()))
         # The journal, in the same transaction: a department's workstations follow it.
-        if changes:
+        if changes and self._journal:
             conn.execute(insert(_CHANGES), [journal_row(change) for change in changes])
         return changes
 

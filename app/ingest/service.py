@@ -55,12 +55,16 @@ class IngestService:
         self.config = config
         self.engine = engine
         self._wants_now = wants_now
-        self.fast_lane = FastLane(engine, config.ingest, on_change) if wants_now else None
+        # A department's receiver journals every change for its workstations; nobody
+        # else reads the journal, so nobody else pays for writing it.
+        journal = config.department.role == "receiver"
+        self.fast_lane = FastLane(engine, config.ingest, on_change, journal=journal) \
+            if wants_now else None
         self.processor: Processor | WorkerProcess
         if config.ingest.worker == "process" and not _in_memory(engine):
-            self.processor = WorkerProcess(engine, config.ingest, on_change)
+            self.processor = WorkerProcess(engine, config.ingest, on_change, journal=journal)
         else:
-            self.processor = Processor(engine, config.ingest, on_change)
+            self.processor = Processor(engine, config.ingest, on_change, journal=journal)
         self.inbox = DurableInbox(engine, on_committed=self.processor.wake)
         self._processing_ids = frozenset(p.upper() for p in config.listener.processing_ids)
         self._listener_thread: ListenerThread | None = None

@@ -110,7 +110,7 @@ def _watch_parent(parent_pid: int, stop: StopFlag, wake: WakeSignal) -> None:
 
 def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: bytes,
                  gate: WriteGate, wake: WakeSignal, stop: StopFlag, reports: Any,
-                 sent: Any, parent_pid: int) -> None:
+                 sent: Any, parent_pid: int, journal: bool) -> None:
     """The worker process: process the inbox until stopped or orphaned."""
     root = logging.getLogger("clarion")
     root.setLevel(log_level)
@@ -134,7 +134,7 @@ def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: 
         reports.put(change)
 
     try:
-        Processor(engine, config, report, wake=wake, stop=stop).run()
+        Processor(engine, config, report, wake=wake, stop=stop, journal=journal).run()
     finally:
         engine.dispose()
 
@@ -144,8 +144,10 @@ class WorkerProcess:
 
     def __init__(self, engine: Engine, config: IngestConfig,
                  on_change: Callable[[PatientChanged], None] | None = None, *,
-                 restart_delay_s: float = RESTART_DELAY_S, stable_s: float = STABLE_S) -> None:
+                 restart_delay_s: float = RESTART_DELAY_S, stable_s: float = STABLE_S,
+                 journal: bool = False) -> None:
         self._url = engine.url.render_as_string(hide_password=False)
+        self._journal = journal
         self._config = config
         self._on_change = on_change
         self._ctx = multiprocessing.get_context("spawn")
@@ -185,7 +187,7 @@ class WorkerProcess:
             target=_worker_main, name="clarion-ingest-worker", daemon=True,
             args=(self._url, self._config, logging.getLogger("clarion").getEffectiveLevel(),
                   logs.pseudonym_key(), self._gate, self._wake, self._stop, self._reports,
-                  self._sent, os.getpid()))
+                  self._sent, os.getpid(), self._journal))
         process.start()
         self._process = process  # only a started process: pid and join() are valid
         self._started_at = time.monotonic()

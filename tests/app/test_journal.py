@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import insert, select, text
 
 from app.config import Config
@@ -38,6 +39,7 @@ def _wait(condition: object, timeout: float = 30.0) -> None:
 
 
 def test_a_workstation_follows_every_change_once_in_order(config: Config) -> None:
+    config.department.role = "receiver"
     config.ingest.worker = "thread"
     seen: list[PatientChanged] = []
     follower_engine = make_engine(config.database_url)
@@ -77,6 +79,7 @@ def test_a_workstation_follows_every_change_once_in_order(config: Config) -> Non
 
 
 def test_old_journal_rows_are_trimmed(config: Config) -> None:
+    config.department.role = "receiver"
     engine = open_store(config.database_url)
     with running_service(config) as (service, port):
         with MllpClient("127.0.0.1", port) as client:
@@ -92,7 +95,26 @@ def test_old_journal_rows_are_trimmed(config: Config) -> None:
             "loincs": "", "location": "", "providers": "", "received_at": old,
             "processed_at": old})
         assert conn.scalar(select(text("count(*)")).select_from(changes)) == 3
-    assert Processor(engine, config.ingest).prune_journal(force=True) == 1
+    assert Processor(engine, config.ingest).prune_journal(force=True) == 0  # not a receiver
+    assert Processor(engine, config.ingest, journal=True).prune_journal(force=True) == 1
     with engine.connect() as conn:
         assert conn.scalar(select(text("count(*)")).select_from(changes)) == 2
     engine.dispose()
+
+
+@pytest.mark.parametrize("role", ["standalone", "receiver"])
+def test_only_a_receiver_writes_the_journal(config: Config, role: str) -> None:
+    """A standalone installation processes without journalling: nobody follows it. (In
+    the processing worker process, the default, as `clarion listen` runs it.)"""
+    config.department.role = role
+    changes = table_of(PatientChangeRecord)
+    with running_service(config) as (service, port):
+        with MllpClient("127.0.0.1", port) as client:
+            for message in _messages(0, 2):
+                assert ack_fields(client.send(message.encode()))["MSA"][1] == "AA"
+        wait_processed(service.engine)
+        with service.engine.connect() as conn:
+            journalled = conn.scalar(select(text("count(*)")).select_from(changes))
+            assert journalled == (4 if role == "receiver" else 0)
+            assert conn.scalar(select(text("count(*)")).select_from(table_of(InboxMessage))
+                               .where(InboxMessage.status == InboxStatus.PROCESSED.value)) == 4

@@ -8,10 +8,25 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from app.clinic.service import ClinicService
 from app.config import Config
 from app.ingest.processor import PatientChanged, unprocessed
 from app.ingest.service import IngestService
 from app.store.db import open_store
+
+
+def reference_clinic(config: Config, engine: Engine) -> ClinicService:
+    """The clinic service on the T2D model's FP32 ONNX Runtime reference engine (what
+    engine selection would choose on a machine without a GPU, without the gate's cost)."""
+    from engines.card import load_card
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.select import Candidate, Selection
+
+    card = load_card("t2d")
+    reference = OnnxRuntimeEngine(card)
+    reference.load()
+    return ClinicService(config, engine, card,
+                         Selection(reference, [Candidate(reference.name, True, "test")]))
 
 
 @contextmanager

@@ -17,11 +17,8 @@ from app.clinic.service import ClinicService
 from app.config import Config
 from app.ingest.journal import JournalFollower
 from app.store.db import make_engine
-from engines.card import load_card
-from engines.onnxruntime import OnnxRuntimeEngine
-from engines.select import Candidate, Selection
 from integrations.mllp import MllpClient
-from tests.app.helpers import ack_fields, hl7_message, running_service
+from tests.app.helpers import ack_fields, hl7_message, reference_clinic, running_service
 
 
 @contextmanager
@@ -31,11 +28,7 @@ def workstation(config: Config, name: str, unit: str) -> Iterator[tuple[ClinicSe
     ws.department.role = "workstation"
     ws.workstation.name, ws.workstation.locations = name, [unit]
     engine = make_engine(ws.database_url)
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(ws, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
+    clinic = reference_clinic(ws, engine)
     alerts: list[Alert] = []
     clinic.on_alert.append(alerts.append)
     follower = JournalFollower(engine, clinic.on_patient_changed, poll_s=0.2)

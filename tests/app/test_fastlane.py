@@ -195,11 +195,7 @@ def test_a_late_arrival_does_not_reopen_a_discharged_patient(config: Config) -> 
     same patient's later A03 is ignored."""
     from dataclasses import replace
 
-    from app.clinic.service import ClinicService
-    from engines.card import load_card
-    from engines.onnxruntime import OnnxRuntimeEngine
-    from engines.select import Candidate, Selection
-    from tests.app.helpers import store_raw
+    from tests.app.helpers import reference_clinic, store_raw
 
     config.workstation.locations = ["ER"]
     engine = open_store(config.database_url)
@@ -210,11 +206,7 @@ def test_a_late_arrival_does_not_reopen_a_discharged_patient(config: Config) -> 
     from app.ingest.processor import Processor
 
     Processor(engine, config.ingest, seen.append).process_pending()
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
+    clinic = reference_clinic(config, engine)
     arrival = seen[0]
     discharge = replace(arrival, message_id=arrival.message_id + 1, trigger="A03")
     clinic.on_patient_changed(discharge)  # the discharge reached us first ...

@@ -12,9 +12,7 @@ from app.clinic.service import ClinicService
 from app.config import Config
 from app.ingest.service import IngestService
 from app.store.db import open_store
-from engines.card import load_card
-from engines.onnxruntime import OnnxRuntimeEngine
-from engines.select import Candidate, Selection
+from tests.app.helpers import reference_clinic
 from ui.bridge import Bridge
 from ui.main_window import MainWindow
 
@@ -41,11 +39,7 @@ def desktop_app(config: Config) -> Iterator[tuple[ClinicService, IngestService, 
     """(clinic, ingest service, main window, listener port) on `config`'s store; all of
     it stopped, and the adoption log written out, on exit."""
     engine = open_store(config.database_url)
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]))
+    clinic = reference_clinic(config, engine)
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     clinic.on_open_changed.append(bridge.open_patients.emit)

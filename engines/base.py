@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.card import ModelCard
-from engines.inputs import ModelInput, collate
+from engines.inputs import example_batches
 
 
 class EngineUnavailable(RuntimeError):
@@ -40,7 +40,9 @@ class Engine(ABC):
 
     @abstractmethod
     def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """Risk per patient, shape [B], for inputs from `engines.inputs.collate`."""
+        """The card's output for a batch of its inputs (`engines.inputs.example_batches`
+        says what they look like): a risk per patient [B] for a timeline model, from
+        `engines.inputs.collate`; class probabilities [B, C] for a classifier."""
 
     @abstractmethod
     def describe(self) -> EngineInfo:
@@ -49,10 +51,7 @@ class Engine(ABC):
     def close(self) -> None:  # noqa: B027 - most runtimes hold nothing to release
         """Release what the runtime holds (device memory; keep caches for the next start)."""
 
-    def warm_up(self, lengths: tuple[int, ...] = (1, 64, 512)) -> None:
+    def warm_up(self) -> None:
         """Run a few shapes once, so the first real patient is not the slow one."""
-        for n in lengths:
-            self.infer(collate(self.card, [ModelInput(
-                np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.float32),
-                np.linspace(0, 5, n, dtype=np.float32), np.zeros(len(self.card.static),
-                                                                 dtype=np.float32))]))
+        for batch in example_batches(self.card):
+            self.infer(batch)

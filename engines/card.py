@@ -50,7 +50,12 @@ class Tier:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """A model's card (see engines/models/t2d/card.json for the full text)."""
+    """A model's card (see engines/models/t2d/card.json for the full text).
+
+    `kind` says what the model reads and returns: "timeline" (a patient's coded history,
+    engines/inputs.py; the output `risk`, one per patient) or "ecg_beats" / "ecg_rhythm"
+    (engines/signals.py; the output `probs`, one row of `classes` per beat or strip).
+    """
 
     directory: Path
     id: str
@@ -72,6 +77,15 @@ class ModelCard:
     files: dict[str, str]
     sha256: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
+    kind: str = "timeline"
+    output: str = "risk"
+    classes: tuple[str, ...] = ()
+    input_names: tuple[str, ...] = ()
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the output is class probabilities ([B, C]) rather than a risk ([B])."""
+        return bool(self.classes)
 
     def path(self, key: str) -> Path:
         return self.directory / self.files[key]
@@ -111,6 +125,8 @@ def load_card(model: str | Path, models_dir: Path = MODELS_DIR) -> ModelCard:
         raise FileNotFoundError(f"no model card at {path}; available models: "
                                 f"{', '.join(available) or 'none'}")
     data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("kind", "timeline") != "timeline":
+        return _signal_card(directory, data)
     inputs = data["inputs"]
     return ModelCard(
         directory=directory, id=data["id"], version=data["version"], display=data["display"],
@@ -126,4 +142,23 @@ def load_card(model: str | Path, models_dir: Path = MODELS_DIR) -> ModelCard:
         screenings={k: Screening(k, v["name"], tuple(v["loinc"]), v["source"])
                     for k, v in data["screenings"].items()},
         already_screened_days=int(data["already_screened"]["within_days"]),
-        files=dict(data["files"]), sha256=dict(data.get("sha256", {})), raw=data)
+        files=dict(data["files"]), sha256=dict(data.get("sha256", {})), raw=data,
+        input_names=("values", "ages", "ends", "static"))
+
+
+def _signal_card(directory: Path, data: dict[str, Any]) -> ModelCard:
+    """An ECG model's card: classes and a signal block instead of a vocabulary."""
+    return ModelCard(
+        directory=directory, id=data["id"], version=data["version"], display=data["display"],
+        label=data["label"], horizon=data.get("horizon", "the recording"),
+        intended_use=data["intended_use"], out_of_scope=data["out_of_scope"],
+        disclaimer=data["disclaimer"], vocabulary=(), numeric={}, static=(), max_events=0,
+        window_years=0.0,
+        tiers=tuple(Tier(t["name"], t["min_risk"], t["words"], tuple(t["screenings"]))
+                    for t in data.get("tiers", [])),
+        screenings={k: Screening(k, v["name"], tuple(v.get("loinc", ())), v["source"])
+                    for k, v in data.get("screenings", {}).items()},
+        already_screened_days=int(data.get("already_screened", {}).get("within_days", 0)),
+        files=dict(data["files"]), sha256=dict(data.get("sha256", {})), raw=data,
+        kind=data["kind"], output=data.get("output", "probs"),
+        classes=tuple(data["classes"]), input_names=tuple(data["input_names"]))

@@ -174,3 +174,17 @@ def collate(card: ModelCard, inputs: list[ModelInput],
         np.cumsum(np.bincount(item.codes, minlength=vocab), out=ends[row])
         static[row] = item.static
     return {"values": values, "ages": ages, "ends": ends, "static": static}
+
+
+def example_batches(card: ModelCard) -> list[dict[str, np.ndarray]]:
+    """A few batches of the shapes the card's model reads in use (warm-up, timing): for a
+    timeline model one patient of 1, 64 and 512 events; for an ECG model those of
+    `engines.signals.example_batches`."""
+    if card.kind != "timeline":
+        from engines.signals import example_batches as signal_batches
+
+        return signal_batches(card)
+    return [collate(card, [ModelInput(
+        np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.float32),
+        np.linspace(0, 5, n, dtype=np.float32), np.zeros(len(card.static), dtype=np.float32))])
+        for n in (1, 64, 512)]

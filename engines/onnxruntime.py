@@ -49,8 +49,10 @@ class OnnxRuntimeEngine(Engine):
         if self._session is None:
             self.load()
         assert self._session is not None
-        (risk,) = self._session.run(["risk"], batch)
-        return np.asarray(risk, dtype=np.float32).reshape(-1)
+        (out,) = self._session.run([self.card.output], batch)
+        if self.card.is_classifier:
+            return np.asarray(out, dtype=np.float32)  # [B, classes]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def describe(self) -> EngineInfo:
         import onnxruntime as ort

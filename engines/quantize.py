@@ -31,13 +31,15 @@ class _Reader:
 
 def quantize_int8(fp32_path: Path, int8_path: Path,
                   calibration: list[dict[str, np.ndarray]],
-                  keep_fp32: tuple[str, ...] = (), float_biases: bool = True) -> Path:
+                  keep_fp32: tuple[str, ...] = (), float_biases: bool = True,
+                  op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
     """Write the INT8 Q/DQ model calibrated on `calibration` (collated batches).
 
     Nodes reading any initializer named in `keep_fp32` stay in FP32 (e.g. a linear path
     over standardized features whose rare large values carry the highest risks: entropy
     calibration clips exactly those). `float_biases=False` gives ONNX Runtime's default, int32
-    biases, which TensorRT refuses (kept to show that it does)."""
+    biases, which TensorRT refuses (kept to show that it does). `op_types`: the operators
+    quantized (the T2D model's head only; the ECG networks' convolutions too)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -58,8 +60,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Entropy,
             per_channel=False,
-            # Only the head is worth INT8: the per-code aggregation is exact counts and sums.
-            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
+            # T2D: only the head is worth INT8; the per-code aggregation is exact counts and
+            # sums.
+            op_types_to_quantize=list(op_types), nodes_to_exclude=excluded,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                            "QuantizeBias": not float_biases})
     finally:

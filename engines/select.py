@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engines.base import Engine, EngineUnavailable
 from engines.card import ModelCard
-from engines.inputs import ModelInput, collate
+from engines.inputs import ModelInput, collate, example_batches
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.validation import GateResult, load_validation, run_gate
 
@@ -45,8 +45,11 @@ class Selection:
 
 
 def _median_ms(engine: Engine, inputs: list[ModelInput], runs: int = 30) -> float:
-    longest = max(inputs[:64], key=lambda i: len(i.codes))
-    batch = collate(engine.card, [longest])
+    if engine.card.is_classifier:  # the shape of one strip's beats, or one strip
+        batch = example_batches(engine.card)[1 if engine.card.kind == "ecg_beats" else 0]
+    else:
+        longest = max(inputs[:64], key=lambda i: len(i.codes))
+        batch = collate(engine.card, [longest])
     engine.infer(batch)
     times = []
     for _ in range(runs):

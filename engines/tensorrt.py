@@ -376,6 +376,10 @@ class TensorRTEngine(Engine):
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> None:
+        if self.card.kind != "timeline":
+            raise EngineUnavailable(f"{self.card.id}: this engine's bindings and profiles are "
+                                    "written for timeline models; ECG models run on ONNX "
+                                    "Runtime")
         edition = self.edition()
         try:
             self._load(edition)

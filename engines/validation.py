@@ -65,8 +65,11 @@ def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def load_validation(card: ModelCard) -> tuple[list[ModelInput], np.ndarray]:
-    """The card's validation patients (ragged arrays in validation.npz) and their labels,
+    """For a classifier: its gate inputs as batches (in the first slot), no labels. Else:
+    the card's validation patients (ragged arrays in validation.npz) and their labels,
     laid out for the engines once here (the gate scores them with every engine)."""
+    if card.is_classifier:
+        return _signal_batches(card), np.zeros(0, dtype=np.int64)  # type: ignore[return-value]
     # Each NpzFile item access decompresses the array anew: read every array once.
     with np.load(card.path("validation")) as data:
         arrays = {k: data[k] for k in ("lengths", "codes", "values", "ages", "static", "labels")}
@@ -80,6 +83,60 @@ def load_validation(card: ModelCard) -> tuple[list[ModelInput], np.ndarray]:
     return inputs, arrays["labels"].astype(np.int64)
 
 
+def _signal_batches(card: ModelCard, batch: int = 64) -> list[dict[str, np.ndarray]]:
+    """An ECG model's gate inputs (synthetic ECGs, engines/training/ecg_train.py) in
+    batches."""
+    with np.load(card.path("validation")) as data:
+        arrays = {name: data[name] for name in card.input_names}
+    n = len(next(iter(arrays.values())))
+    return [{k: v[i:i + batch] for k, v in arrays.items()} for i in range(0, n, batch)]
+
+
+def categorical_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p || q) per row of class probabilities."""
+    eps = 1e-7
+    p, q = np.clip(p, eps, 1.0), np.clip(q, eps, 1.0)
+    return np.sum(p * np.log(p / q), axis=1)
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Mean F1 over the classes present in `labels` (percent)."""
+    scores = []
+    for c in np.unique(labels):
+        tp = np.sum((predicted == c) & (labels == c))
+        called, support = np.sum(predicted == c), np.sum(labels == c)
+        scores.append(200.0 * tp / (called + support) if called + support else 0.0)
+    return float(np.mean(scores)) if scores else 100.0
+
+
+MAX_F1_DROP = 0.8  # points of macro-F1, a classifier's candidate against FP32's calls
+
+
+def _run_class_gate(card: ModelCard, reference: Engine, candidate: Engine,
+                    batches: list[dict[str, np.ndarray]]) -> GateResult:
+    """A classifier's candidate against the reference on the gate inputs: the mean KL of
+    its class probabilities, and the macro-F1 of its calls against the reference's."""
+    ref = np.concatenate([reference.infer(b) for b in batches])
+    cand = np.concatenate([candidate.infer(b) for b in batches])
+    kl = float(np.mean(categorical_kl(ref, cand)))
+    calls = ref.argmax(1)
+    drop = 100.0 - macro_f1(calls, cand.argmax(1), len(card.classes))
+    max_abs = float(np.max(np.abs(ref - cand)))
+    problems = []
+    if not np.all(np.isfinite(cand)):
+        problems.append("non-finite probabilities")
+    if kl >= MAX_MEAN_KL:
+        problems.append(f"mean KL {kl:.4f} >= {MAX_MEAN_KL}")
+    if drop >= MAX_F1_DROP:
+        problems.append(f"macro-F1 against FP32's calls {100 - drop:.2f} (drop {drop:.2f} "
+                        f">= {MAX_F1_DROP} points)")
+    reason = "; ".join(problems) or (
+        f"passed: mean KL {kl:.5f}, macro-F1 drop {drop:.2f} points against FP32's calls on "
+        f"{len(ref)} gate inputs")
+    return GateResult(candidate.name, len(ref), max_abs, kl, 100.0, 100.0 - drop,
+                      not problems, reason)
+
+
 def score_all(engine: Engine, inputs: list[ModelInput], batch: int = 32) -> np.ndarray:
     return np.concatenate([engine.infer(collate(engine.card, inputs[i:i + batch]))
                            for i in range(0, len(inputs), batch)])
@@ -88,8 +145,11 @@ def score_all(engine: Engine, inputs: list[ModelInput], batch: int = 32) -> np.n
 def run_gate(card: ModelCard, reference: Engine, candidate: Engine,
              limit: int | None = None,
              validation: tuple[list[ModelInput], np.ndarray] | None = None) -> GateResult:
-    """Compare `candidate` with `reference` on the validation patients."""
+    """Compare `candidate` with `reference` on the validation patients (a classifier: on
+    its gate inputs)."""
     inputs, labels = validation or load_validation(card)
+    if card.is_classifier:
+        return _run_class_gate(card, reference, candidate, inputs)  # type: ignore[arg-type]
     if limit is not None:
         inputs, labels = inputs[:limit], labels[:limit]
     ref = score_all(reference, inputs)

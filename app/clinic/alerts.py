@@ -65,10 +65,11 @@ class Alert:
 
     @property
     def headline(self) -> str:
+        if self.score.summary:
+            return self.score.summary
         if self.score.risk is None:
             return self.score.finding
-        return (f"{self.score.display} risk {self.score.risk:.0%} within 12 months — "
-                f"{self.tier_words}")
+        return f"{self.score.statement} — {self.tier_words}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from datetime import datetime
 import numpy as np
 
 from app.clinic.features import FeatureCache, PatientFeatures
+from app.ecg.analysis import Strip
 from engines.base import Engine
 from engines.card import ModelCard
 from engines.inputs import ModelInput, collate
@@ -67,6 +68,22 @@ class Score:
     factors: tuple[Factor, ...]
     finding: str = ""  # e.g. "possible undiagnosed diabetes: confirm (HbA1c 6.8 % ...)"
     out_of_scope: str = ""
+    # A recording's models (app/clinic/ecg.py): what the risk means in words ("AF in 27
+    # of 30 s, irregular RR"), the class probabilities or beat counts, the recording's
+    # time, and the excerpt to draw.
+    summary: str = ""
+    classes: dict[str, float] = field(default_factory=dict)
+    at: datetime | None = None
+    strip: Strip | None = None
+
+    @property
+    def statement(self) -> str:
+        """The result in a sentence: the risk and its horizon, or the recording's finding."""
+        if self.summary:
+            return self.summary
+        if self.risk is None:
+            return self.finding or self.out_of_scope
+        return f"{self.display} risk {self.risk:.0%} within 12 months"
 
 
 @dataclass

@@ -22,13 +22,16 @@ from sqlalchemy.orm import Session
 from app import logs
 from app.adoption.log import AdoptionLog, AlertEventType, outcome_words
 from app.clinic.alerts import Alert, AlertPolicy, alert_detail, new_alert_id
+from app.clinic.ecg import ecg_scores
 from app.clinic.features import LOINC, FeatureCache
 from app.clinic.patient_view import PatientSummary, age_on, alert_history, trends_of
-from app.clinic.scoring import Scorer
+from app.clinic.scoring import Score, Scorer, ScoreResult
 from app.config import Config
+from app.ecg.analysis import EcgAnalysis, EcgAnalyzer
 from app.ingest.processor import PatientChanged
 from app.store.models import Patient, PatientIdentifier, utcnow
 from app.store.patients import find_by_identifier
+from app.store.waveforms import patient_waveforms
 from engines.card import ModelCard
 from engines.select import Selection
 from integrations.hl7.routing import Routing
@@ -62,7 +65,7 @@ class ClinicService:
     """Open patients, scoring on open and on new results, policy, adoption log."""
 
     def __init__(self, config: Config, engine: Engine, card: ModelCard,
-                 selection: Selection) -> None:
+                 selection: Selection, ecg: EcgAnalyzer | None = None) -> None:
         self.config = config
         self.engine = engine
         self.card = card
@@ -72,6 +75,12 @@ class ClinicService:
         self.log = AdoptionLog(engine, config.workstation)
         self.policy = AlertPolicy(card, config.alerts, self.log)
         self.model = f"{card.id} {card.version}"
+        # The ECG models: each its own policy (tiers, suppression) over the same log.
+        self.ecg = ecg
+        self.ecg_policies = {m.card.id: AlertPolicy(m.card, config.alerts, self.log)
+                             for m in (ecg.models if ecg else [])}
+        self._ecg_seen: dict[int, int] = {}  # patient → the last recording analysed
+        self._ecg_latest: dict[int, EcgAnalysis] = {}  # patient → its latest analysis
         self._open: dict[int, OpenPatient] = {}
         # (identifier, authority) of every open patient, read by the listener's thread to
         # route messages to the fast lane: replaced whole, never changed in place, so
@@ -152,7 +161,9 @@ class ClinicService:
             elif location:
                 self._update_open(patient_id, location=location)
         self._open_changed()
-        return self.evaluate(patient_id, now, received_at)
+        alert = self.evaluate(patient_id, now, received_at)
+        self.evaluate_ecg(patient_id, now, received_at)
+        return alert
 
     def open_by_identifier(self, mrn: str, authority: str | None, source: str) -> Alert | None:
         """EHR launch: `clarion open --mrn` or `clarion://open?mrn=…&authority=…`."""
@@ -183,7 +194,8 @@ class ClinicService:
         assert features is not None
         return PatientSummary(
             patient_id, name, dob, mrn, features.sex,
-            age_on(features.birth_date, now.date()), tuple(result.scores), result.engine,
+            age_on(features.birth_date, now.date()),
+            tuple(result.scores) + tuple(self.ecg_scores(patient_id)), result.engine,
             self.model, trends_of(features), alert_history(self.engine, patient_id))
 
     def close(self) -> None:
@@ -239,6 +251,8 @@ class ClinicService:
             is_open = change.patient_id in self._open
         if is_open and change.message_type == "ORU":
             self.evaluate(change.patient_id, utcnow(), change.received_at, change.processed_at)
+            self.evaluate_ecg(change.patient_id, utcnow(), change.received_at,
+                              change.processed_at)
         if change.loincs:  # after the banner, on the log's thread: nobody waits for it
             self.log.then(lambda: self._close_loop(change))
 
@@ -266,52 +280,119 @@ class ClinicService:
         started = time.perf_counter()
         with self._lock:
             result = self.scorer.score(patient_id, now)
-            features = result.features  # already refreshed by the scorer: no second read
-            assert features is not None
             [score] = result.scores
-            decision = self.policy.decide(score, features, now)
-            alert_id = new_alert_id()
-            t_policy = (time.perf_counter() - started) * 1000 - sum(result.latency_ms.values())
-            extra = {"policy": round(max(t_policy, 0.0), 3)}
-            if received_at is not None:
-                extra["received_to_scoring"] = round(
-                    (now - received_at).total_seconds() * 1000, 3)
-                if processed_at is not None:  # frame → stored and processed → scoring
-                    extra["received_to_processed"] = round(
-                        (processed_at - received_at).total_seconds() * 1000, 3)
-            detail = alert_detail(result, decision, extra)
-            t_log = time.perf_counter()
-            if decision.show:  # written by the log's thread: the banner does not wait
-                self.log.record_shown(alert_id, patient_id, at=now, model=self.model,
-                                      label=score.label, risk=score.risk, tier=decision.tier,
-                                      engine=result.engine, reason=decision.reason,
-                                      detail=detail)
-            else:
-                self.log.record(alert_id, AlertEventType.SUPPRESSED, patient_id, at=now,
-                                model=self.model, label=score.label, risk=score.risk,
-                                tier=decision.tier, engine=result.engine,
-                                reason=decision.reason, detail=detail)
-            status = "alert raised" if decision.show else \
-                "suppressed: " + decision.reason.split(": ", 1)[-1]
+            return self._decide(result, score, self.policy, self.model, now, started,
+                                received_at, processed_at, worklist_risk=True)
+
+    def evaluate_ecg(self, patient_id: int, now: datetime, received_at: datetime | None = None,
+                     processed_at: datetime | None = None) -> list[Alert]:
+        """Analyse the patient's newest recording not analysed yet (if any) with the ECG
+        models; decide, log and announce each model's result like any other."""
+        if self.ecg is None:
+            return []
+        started = time.perf_counter()
+        with self._lock:
+            with self.engine.connect() as conn:
+                new = [w for w in patient_waveforms(conn, [patient_id], limit=5,
+                                                    after_id=self._ecg_seen.get(patient_id, 0))
+                       if w.status != "document"]
+            if not new:
+                return []
+            self._ecg_seen[patient_id] = max(w.id for w in new)
+            analysis = self.ecg.analyse(new[0])  # the newest: older ones are history
+            self._ecg_latest[patient_id] = analysis
+            features = self.features.get(patient_id)
+            alerts = []
+            for model, score in ecg_scores(self.ecg.models, analysis):
+                stages = {"features": analysis.latency_ms.get("preprocess_qrs", 0.0)
+                          + analysis.latency_ms.get("preprocess_rhythm", 0.0),
+                          "inference": analysis.latency_ms.get(
+                              "inference_rhythm" if model is self.ecg.rhythm
+                              else "inference_beats", 0.0)}
+                result = ScoreResult(patient_id, [score], model.selection.engine.name,
+                                     model.name, stages, features)
+                alert = self._decide(result, score, self.ecg_policies[model.card.id],
+                                     model.name, now, started, received_at, processed_at,
+                                     worklist_risk=False)
+                if alert is not None:
+                    alerts.append(alert)
+            logs.alerts.info("recording %d of patient %s analysed in %.1f ms (%s)",
+                             analysis.waveform_id, patient_id,
+                             analysis.latency_ms.get("total", 0.0),
+                             "readable" if analysis.readable else "unreadable")
+            return alerts
+
+    def ecg_scores(self, patient_id: int) -> list[Score]:
+        """The scores of the patient's latest analysed recording (the patient view), reading
+        and analysing it first if this session has not yet."""
+        if self.ecg is None:
+            return []
+        with self._lock:
+            analysis = self._ecg_latest.get(patient_id)
+            if analysis is None:
+                with self.engine.connect() as conn:
+                    stored = [w for w in patient_waveforms(conn, [patient_id], limit=5)
+                              if w.status != "document"]
+                if not stored:
+                    return []
+                analysis = self.ecg.analyse(stored[0])
+                self._ecg_latest[patient_id] = analysis
+        return [score for _model, score in ecg_scores(self.ecg.models, analysis)]
+
+    def _decide(self, result: ScoreResult, score: Score, policy: AlertPolicy, model: str,
+                now: datetime, started: float, received_at: datetime | None,
+                processed_at: datetime | None, *, worklist_risk: bool) -> Alert | None:
+        """The policy's decision on one score, logged; the alert announced if shown.
+        Called with the lock held."""
+        patient_id = result.patient_id
+        features = result.features  # already refreshed by the scorer: no second read
+        assert features is not None
+        decision = policy.decide(score, features, now)
+        alert_id = new_alert_id()
+        t_policy = (time.perf_counter() - started) * 1000 - sum(result.latency_ms.values())
+        extra = {"policy": round(max(t_policy, 0.0), 3)}
+        if received_at is not None:
+            extra["received_to_scoring"] = round(
+                (now - received_at).total_seconds() * 1000, 3)
+            if processed_at is not None:  # frame → stored and processed → scoring
+                extra["received_to_processed"] = round(
+                    (processed_at - received_at).total_seconds() * 1000, 3)
+        detail = alert_detail(result, decision, extra)
+        t_log = time.perf_counter()
+        if decision.show:  # written by the log's thread: the banner does not wait
+            self.log.record_shown(alert_id, patient_id, at=now, model=model,
+                                  label=score.label, risk=score.risk, tier=decision.tier,
+                                  engine=result.engine, reason=decision.reason,
+                                  detail=detail)
+        else:
+            self.log.record(alert_id, AlertEventType.SUPPRESSED, patient_id, at=now,
+                            model=model, label=score.label, risk=score.risk,
+                            tier=decision.tier, engine=result.engine,
+                            reason=decision.reason, detail=detail)
+        status = ("alert raised" if decision.show else
+                  "suppressed: " + decision.reason.split(": ", 1)[-1])
+        if worklist_risk:
             changed = self._update_open(patient_id, risk=score.risk, tier=decision.tier,
                                         tier_words=decision.tier_words,
                                         finding=score.finding or "", status=status)
-            if not decision.show:
-                if changed:
-                    self._open_changed()
-                return None
-            shown = self._open.get(patient_id)  # open patients are described already
-            name, dob, mrn = (shown.name, shown.birth_date, shown.mrn) if shown else \
-                self._describe(patient_id)
-            # The decision's durable record is a stage of its own, apart from painting.
-            latency = {**detail["latency_ms"],
-                       "log": round((time.perf_counter() - t_log) * 1000, 3)}
-            alert = Alert(alert_id, patient_id, name, dob, mrn, score, decision.tier,
-                          decision.tier_words, self.model, result.engine,
-                          list(decision.recommendations), list(decision.already_done), now,
-                          latency)
-            listeners = list(self.on_alert)
-        for listener in listeners:  # the banner first, then the worklist's news
+        else:  # another model's banner: the worklist keeps the risk, tells the news
+            changed = decision.show and self._update_open(
+                patient_id, status=f"{score.display}: alert raised")
+        if not decision.show:
+            if changed:
+                self._open_changed()
+            return None
+        shown = self._open.get(patient_id)  # open patients are described already
+        name, dob, mrn = (shown.name, shown.birth_date, shown.mrn) if shown else \
+            self._describe(patient_id)
+        # The decision's durable record is a stage of its own, apart from painting.
+        latency = {**detail["latency_ms"],
+                   "log": round((time.perf_counter() - t_log) * 1000, 3)}
+        alert = Alert(alert_id, patient_id, name, dob, mrn, score, decision.tier,
+                      decision.tier_words, model, result.engine,
+                      list(decision.recommendations), list(decision.already_done), now,
+                      latency)
+        for listener in list(self.on_alert):  # the banner first, then the worklist's news
             listener(alert)
         if changed:
             self._open_changed()

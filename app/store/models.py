@@ -311,3 +311,28 @@ class PatientChangeRecord(Base):
     providers: Mapped[str] = mapped_column(Text, default="")  # comma-separated
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WaveformRecord(Base):
+    """One ECG recording of a patient: its leads at one rate (compact binary), or a
+    document (PDF, DICOM) kept as received. `status` is "ok" (analysable), "quarantined"
+    (stored, not analysable: `problems` says why) or "document" (listed, not analysed)."""
+
+    __tablename__ = "waveforms"
+    __table_args__ = (Index("ix_waveforms_patient_id", "patient_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    encounter_id: Mapped[int | None] = mapped_column(ForeignKey("encounters.id"), nullable=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbox_messages.id"), index=True)
+    order_key: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(16))  # PCD-01, aECG, PDF, DICOM, document
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rate_hz: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    leads: Mapped[str] = mapped_column(Text, default="[]")  # JSON: name, code, samples
+    encoding: Mapped[str] = mapped_column(String(24), default="")  # int16-uV-zlib ...
+    data: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    status: Mapped[str] = mapped_column(String(16))
+    problems: Mapped[str] = mapped_column(Text, default="")  # one per line
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,6 +20,7 @@ from app.store.models import (
     table_of,
     utcnow,
 )
+from app.store.waveforms import store_waveforms
 from integrations.hl7.events import (
     AdtAction,
     Diagnosis,
@@ -255,6 +256,7 @@ def apply_parsed(conn: Connection, message_id: int,
         encounter_id = _apply_visit(conn, patient_id, item)
         _store_observations(conn, patient_id, encounter_id, message_id, item.observations)
         _store_diagnoses(conn, patient_id, encounter_id, message_id, item.diagnoses)
+        store_waveforms(conn, patient_id, encounter_id, message_id, item.waveforms)
         changed.append(patient_id)
     return changed
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
+from integrations.hl7.waveform import Waveform
+
 
 class AdtAction(StrEnum):
     """What an ADT trigger does to the patient and the visit."""
@@ -130,6 +132,7 @@ class ParsedMessage:
     observations: tuple[Observation, ...] = field(default_factory=tuple)
     diagnoses: tuple[Diagnosis, ...] = field(default_factory=tuple)
     event_time: datetime | None = None
+    waveforms: tuple[Waveform, ...] = field(default_factory=tuple)  # ECGs (PCD-01, aECG ...)
 
 
 class MessageContentError(ValueError):

@@ -22,11 +22,19 @@ from integrations.hl7.events import (
     PatientInfo,
     VisitInfo,
 )
+from integrations.hl7.waveform import (
+    WAVEFORM_TYPES,
+    WaveformGroup,
+    is_attribute,
+    is_ecg_document,
+    set_samples_aside,
+)
 
 # Types and triggers whose content Clarion uses. Everything else is stored and ignored.
 USED_TRIGGERS: dict[str, frozenset[str]] = {
     "ADT": frozenset(ADT_ACTIONS),
-    "ORU": frozenset({"R01"}),
+    # R01 results, with ECG waveforms among them (IHE PCD-01); W01 waveforms alone.
+    "ORU": frozenset({"R01", "W01"}),
     # Problem list: PC1 add, PC2 update (PRB segments, read as diagnoses).
     "PPR": frozenset({"PC1", "PC2"}),
 }
@@ -213,11 +221,9 @@ def _observation(message: Any, obx: Any, obr: Any | None, fallback_time: datetim
         value_text = f"[encapsulated data, {size} characters, kept in the raw message]"
     else:
         value_text = "\n".join(message.unescape(str(r)) for r in reps)
-    order_key = ""
+    order_key = _order_key(obr)
     observed_at = parse_timestamp(_get(obx, 14), tz)
     if obr is not None:
-        filler, placer = _get(obr, 3, 1).strip(), _get(obr, 2, 1).strip()
-        order_key = f"F:{filler}" if filler else (f"P:{placer}" if placer else "")
         observed_at = observed_at or parse_timestamp(_get(obr, 7), tz)
     return Observation(
         set_id=_get(obx, 1).strip(),
@@ -237,6 +243,52 @@ def _observation(message: Any, obx: Any, obr: Any | None, fallback_time: datetim
         observed_at=observed_at or fallback_time,
         order_key=order_key,
     )
+
+
+def _order_key(obr: Any | None) -> str:
+    if obr is None:
+        return ""
+    filler, placer = _get(obr, 3, 1).strip(), _get(obr, 2, 1).strip()
+    return f"F:{filler}" if filler else (f"P:{placer}" if placer else "")
+
+
+def _waveform_part(groups: dict[int, WaveformGroup], obx: Any, obr: Any | None,
+                   fallback_time: datetime | None, tz: tzinfo,
+                   aside: dict[str, str], separators: str) -> bool:
+    """Add `obx` to its OBR's waveform group if it is part of an ECG recording: samples
+    (NA, MA), an attribute of samples (MDC_ATTR_*), an ECG document (ED). False if not."""
+    value_type = _get(obx, 2).strip().upper()
+    key = id(obr)
+    if value_type == "ED" and not is_ecg_document(_get(obx, 5, 3), _get(obx, 5, 2)):
+        return False
+    if value_type not in WAVEFORM_TYPES and value_type != "ED":
+        mnemonic = is_attribute(_field(obx, 3))
+        if not mnemonic or key not in groups:
+            return False
+        groups[key].add_attribute(mnemonic, _get(obx, 4).strip(), _get(obx, 5),
+                                  _get(obx, 6, 2).strip() or _get(obx, 6, 1).strip())
+        return True
+    if key not in groups:
+        started = parse_timestamp(_get(obr, 7), tz) if obr is not None else None
+        groups[key] = WaveformGroup(_order_key(obr), started or fallback_time)
+        groups[key].separators = separators
+    observed_at = parse_timestamp(_get(obx, 14), tz)
+    if value_type == "ED":
+        groups[key].add_document(_get(obx, 5, 2), _get(obx, 5, 3), _get(obx, 5, 4),
+                                 _get(obx, 5, 5), observed_at)
+    else:
+        raw = str(_field(obx, 5))
+        groups[key].add_samples(_field(obx, 3), _get(obx, 4).strip(), aside.get(raw, raw),
+                                _get(obx, 6, 2).strip() or _get(obx, 6, 1).strip(),
+                                observed_at)
+    return True
+
+
+def _field(segment: Any, index: int) -> Any:
+    try:
+        return segment[index]
+    except IndexError:
+        return ""
 
 
 def _diagnosis(message: Any, dg1: Any, tz: tzinfo) -> Diagnosis | None:
@@ -276,11 +328,13 @@ def parse_message(text: str, message_type: str, trigger: str,
 
     Raises `MessageContentError` when the content cannot be used.
     """
+    text, aside = set_samples_aside(text)
     try:
         message = hl7.parse(text)
     except Exception as exc:  # python-hl7 raises bare ParseException/IndexError variants
         raise MessageContentError(f"message could not be parsed: {exc}", hl7_code="100") from exc
     msh = message.segments("MSH")[0]
+    separators = text[4:6] if len(text) > 5 else "^~"  # MSH-2: component, repetition
     message_time = parse_timestamp(_get(msh, 7), default_tz)
     action = ADT_ACTIONS.get(trigger) if message_type == "ADT" else None
     event_time = message_time
@@ -295,7 +349,8 @@ def parse_message(text: str, message_type: str, trigger: str,
                 adt_action=action, visit=current["visit"],
                 merged_identifiers=current["merged"],
                 observations=tuple(current["obs"]), diagnoses=tuple(current["dg"]),
-                event_time=event_time))
+                event_time=event_time,
+                waveforms=tuple(w for g in current["waves"].values() for w in g.waveforms())))
 
     for segment in message:
         name = str(segment[0]).strip().upper()
@@ -305,7 +360,7 @@ def parse_message(text: str, message_type: str, trigger: str,
         elif name == "PID":
             close()
             current = {"patient": _patient(segment), "visit": None, "merged": (),
-                       "obs": [], "dg": []}
+                       "obs": [], "dg": [], "waves": {}}
             obr = None
         elif current is None:
             continue
@@ -316,7 +371,10 @@ def parse_message(text: str, message_type: str, trigger: str,
         elif name == "OBR":
             obr = segment
         elif name == "OBX":
-            current["obs"].append(_observation(message, segment, obr, event_time, default_tz))
+            if not _waveform_part(current["waves"], segment, obr, event_time, default_tz,
+                                  aside, separators):
+                current["obs"].append(_observation(message, segment, obr, event_time,
+                                                   default_tz))
         elif name in ("DG1", "PRB"):
             diagnosis = (_diagnosis if name == "DG1" else _problem)(message, segment, default_tz)
             if diagnosis is not None:

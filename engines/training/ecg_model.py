@@ -1,0 +1,85 @@
+"""The ECG networks (PyTorch; training only — serving runs the exported ONNX).
+
+Both are small 1-D ResNets (He et al. 2016, as in Hannun et al. 2019 for single-lead ECG):
+a strided stem, residual stages that halve the length and widen the channels, global
+average pooling (so the exported graph takes any strip length), then a linear head. Each
+ends in a softmax: the graph's output `probs` is the class probabilities.
+
+- `BeatNet` reads a beat window and the RR features (engines/signals.py); the RR features
+  carry most of what tells a premature supraventricular beat from a normal one (its shape
+  is normal, its timing is not), so they join the head after a small layer of their own.
+- `RhythmNet` reads a whole strip.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class _Block(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.body = nn.Sequential(
+            nn.Conv1d(channels_in, channels_out, kernel, stride, pad, bias=False),
+            nn.BatchNorm1d(channels_out), nn.ReLU(),
+            nn.Conv1d(channels_out, channels_out, kernel, 1, pad, bias=False),
+            nn.BatchNorm1d(channels_out))
+        self.skip = nn.Identity() if stride == 1 and channels_in == channels_out else \
+            nn.Sequential(nn.Conv1d(channels_in, channels_out, 1, stride, bias=False),
+                          nn.BatchNorm1d(channels_out))
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+def _trunk(widths: tuple[int, ...], kernel: int, stem_kernel: int,
+           stem_stride: int) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv1d(1, widths[0], stem_kernel, stem_stride, stem_kernel // 2, bias=False),
+        nn.BatchNorm1d(widths[0]), nn.ReLU()]
+    channels = widths[0]
+    for width in widths:
+        layers.append(_Block(channels, width, kernel, 2))
+        channels = width
+    return nn.Sequential(*layers)
+
+
+class BeatNet(nn.Module):
+    """Beat window [B, 1, W] + RR features [B, F] → class probabilities [B, C]."""
+
+    def __init__(self, classes: int, rr_features: int,
+                 widths: tuple[int, ...] = (32, 48, 64, 96)) -> None:
+        super().__init__()
+        self.trunk = _trunk(widths, kernel=7, stem_kernel=11, stem_stride=1)
+        self.rr = nn.Sequential(nn.Linear(rr_features, 32), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(widths[-1] + 32, 64), nn.ReLU(), nn.Dropout(0.2),
+                                  nn.Linear(64, classes))
+
+    def logits(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        shape = self.trunk(beat).mean(dim=2)
+        return self.head(torch.cat([shape, self.rr(rr)], dim=1))
+
+    def forward(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(beat, rr), dim=1)
+
+
+class RhythmNet(nn.Module):
+    """Strip [B, 1, L] → class probabilities [B, C]."""
+
+    def __init__(self, classes: int, widths: tuple[int, ...] = (24, 32, 48, 64, 96)) -> None:
+        super().__init__()
+        self.trunk = _trunk(widths, kernel=9, stem_kernel=15, stem_stride=2)
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * widths[-1], classes))
+
+    def logits(self, strip: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(strip)
+        # Mean and max over time: the mean reads the strip's rhythm as a whole, the max
+        # an event anywhere in it. Zero padding lowers the mean the same way in training
+        # and in use (strips are padded to the card's length either way).
+        return self.head(torch.cat([features.mean(dim=2), features.amax(dim=2)], dim=1))
+
+    def forward(self, strip: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(strip), dim=1)

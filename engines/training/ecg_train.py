@@ -1,0 +1,553 @@
+"""Train, quantize, gate, export and document the two ECG models. Reproducible for a seed.
+
+    .venv/bin/pip install -e '.[train]'
+    .venv/bin/python -m engines.training.ecg_train beats    # engines/models/ecg_beats/
+    .venv/bin/python -m engines.training.ecg_train rhythm   # engines/models/ecg_rhythm/
+
+Beats: MIT-BIH lead MLII, de Chazal's inter-patient split: trained on DS1, tested on DS2
+(the paced records in neither), AAMI classes N S V F Q, R peaks from the reference
+annotations (the app finds them with its detector). A fixed recipe (epochs, weights) set
+before DS2 was read; nothing is selected on DS2.
+Rhythm: the CinC 2017 training set, split by record 80/10/10 with a fixed seed, stratified
+by class; the epoch is selected on the 10 % validation split and the measure reported on
+the 10 % test split: the challenge's F1 (mean of N, A and O). Second check on a different
+device: 30-s windows of the MIT-BIH AF records, AF against not AF.
+
+Both: ONNX with a dynamic batch (and strip length for the rhythm model); an INT8 Q/DQ
+copy (int8 weights and activations, float biases) entropy-calibrated on >= 1,000 beats or
+strips covering every class, kept only if it passes the gate (mean KL < 0.05 against FP32,
+macro-F1 drop < 0.8 points on the test set); the card with its metrics; and the engine
+gate's inputs (validation.npz), drawn from synthetic ECGs so no record is shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.card import MODELS_DIR, file_sha256
+from engines.signals import (
+    RR_FEATURES,
+    SignalSpec,
+    beat_windows,
+    clean,
+    r_amplitude,
+    resample,
+    rr_features,
+    strip_input,
+)
+from engines.training import ecg_data
+from engines.training.ecg_data import BEAT_CLASSES, DS1, DS2, RHYTHM_CLASSES
+
+BEAT_SPEC = SignalSpec(360.0, (0.5, 40.0), window=(90, 166), lead="II")
+RHYTHM_SPEC = SignalSpec(100.0, (0.5, 40.0), strip_s=30.0, lead="II")
+PUBLISHED_BEATS = {  # inter-patient, DS2; accuracy, S Se/PPV, V Se/PPV (percent)
+    "de Chazal 2004": {"accuracy": 86.2, "S": (75.9, 38.5), "V": (77.7, 81.9)},
+    "Mar 2011": {"accuracy": 89.9, "S": (83.2, 33.5), "V": (86.8, 75.9)},
+    "Zhang 2014": {"accuracy": 88.3, "S": (79.1, 36.0), "V": (85.5, 92.7)},
+}
+MAX_MEAN_KL = 0.05
+MAX_F1_DROP = 0.8  # points of macro-F1
+
+AF_GUIDELINE = ("2023 ACC/AHA/ACCP/HRS Guideline for the Diagnosis and Management of Atrial "
+                "Fibrillation (Joglar JA et al., Circulation 2024;149:e1-e156)")
+VA_GUIDELINE = ("2017 AHA/ACC/HRS Guideline for Management of Patients With Ventricular "
+                "Arrhythmias and the Prevention of Sudden Cardiac Death (Al-Khatib SM et al., "
+                "Circulation 2018;138:e272-e391)")
+# What the app does with each model's output: the tiers a banner can have, the tests it
+# recommends, and the guideline behind each (the card carries them; `recard` rewrites
+# them without retraining).
+CLINICAL: dict[str, dict[str, Any]] = {
+    "ecg_rhythm": {
+        "horizon": "the recording",
+        "risk": "the probability of atrial fibrillation over the strip",
+        "tiers": [
+            {"name": "high", "min_risk": 0.7, "words": "Possible atrial fibrillation",
+             "screenings": ["ecg12", "cha2ds2vasc"]},
+            {"name": "elevated", "min_risk": 0.5,
+             "words": "Possible atrial fibrillation (uncertain)", "screenings": ["ecg12"]}],
+        "screenings": {
+            "ecg12": {"name": "12-lead ECG to confirm", "loinc": ["11524-6"],
+                      "source": AF_GUIDELINE + ": AF is diagnosed on a 12-lead ECG or a "
+                      "single-lead recording of at least 30 s read by a clinician"},
+            "cha2ds2vasc": {"name": "Assess stroke risk (CHA2DS2-VASc)", "loinc": [],
+                            "source": AF_GUIDELINE + ": assess stroke risk with a validated "
+                            "score such as CHA2DS2-VASc to decide on anticoagulation"}},
+        "already_screened": {"within_days": 1},
+    },
+    "ecg_beats": {
+        "horizon": "the recording",
+        "risk": "the share of premature beats (S and V) among the beats of the recording",
+        "min_beats": 30,
+        "tiers": [
+            {"name": "high", "min_risk": 0.10, "words": "Frequent premature beats",
+             "screenings": ["holter", "echo"]},
+            {"name": "elevated", "min_risk": 0.05, "words": "Premature beats",
+             "screenings": ["holter"]}],
+        "screenings": {
+            "holter": {"name": "Holter (24-48 h) for the burden", "loinc": [],
+                       "source": VA_GUIDELINE + ": ambulatory ECG monitoring to measure the "
+                       "burden of premature beats and relate them to symptoms"},
+            "echo": {"name": "Echocardiogram", "loinc": ["34552-0"],
+                     "source": VA_GUIDELINE + ": echocardiography for structural heart "
+                     "disease in frequent PVCs; a burden above 10-15 % can cause "
+                     "cardiomyopathy"}},
+        "already_screened": {"within_days": 90},
+    },
+}
+
+
+# ---- data -------------------------------------------------------------------------------
+
+def beat_dataset(records: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every annotated beat of `records`: window, RR features, class index, record."""
+    folder = ecg_data.database("mitdb")
+    beats, rrs, labels, owners = [], [], [], []
+    for name in records:
+        record = ecg_data.read_record(folder, name, "MLII")
+        annotations = ecg_data.read_beats(folder, name)
+        cleaned = clean(record.signal, record.rate_hz, BEAT_SPEC.band_hz)
+        peaks = annotations.samples
+        features = rr_features(peaks, record.rate_hz)
+        windows = beat_windows(cleaned, peaks, BEAT_SPEC.window, r_amplitude(cleaned, peaks))
+        keep = annotations.classes != ""
+        beats.append(windows[keep])
+        rrs.append(features[keep])
+        labels.append(np.array([BEAT_CLASSES.index(c) for c in annotations.classes[keep]]))
+        owners.append(np.full(int(keep.sum()), int(name)))
+    return {"beat": np.concatenate(beats), "rr": np.concatenate(rrs),
+            "label": np.concatenate(labels).astype(np.int64), "record": np.concatenate(owners)}
+
+
+def rhythm_dataset() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Each CinC 2017 record cleaned at the model's rate, its class index, its name."""
+    folder = ecg_data.database("cinc2017-train")
+    strips, labels, names = [], [], []
+    for name, label in ecg_data.cinc_reference(folder):
+        if not (folder / f"{name}.hea").exists():
+            continue
+        record = ecg_data.read_record(folder, name)
+        x = resample(record.signal, record.rate_hz, RHYTHM_SPEC.rate_hz)
+        strips.append(clean(x, RHYTHM_SPEC.rate_hz, RHYTHM_SPEC.band_hz).astype(np.float32))
+        labels.append(RHYTHM_CLASSES.index(label))
+        names.append(name)
+    return strips, np.array(labels, dtype=np.int64), names
+
+
+def mitdb_af_windows() -> tuple[np.ndarray, np.ndarray]:
+    """30-s windows (15-s steps) of the MIT-BIH AF records at the rhythm model's rate, and
+    whether AF covers most of each."""
+    folder = ecg_data.database("mitdb")
+    strips, is_af = [], []
+    width = int(RHYTHM_SPEC.strip_s * RHYTHM_SPEC.rate_hz)
+    for name in ecg_data.AF_RECORDS:
+        record = ecg_data.read_record(folder, name, "MLII")
+        x = clean(resample(record.signal, record.rate_hz, RHYTHM_SPEC.rate_hz),
+                  RHYTHM_SPEC.rate_hz, RHYTHM_SPEC.band_hz)
+        scale = RHYTHM_SPEC.rate_hz / record.rate_hz
+        af = np.zeros(len(x), dtype=bool)
+        changes = ecg_data.read_rhythm(folder, name) + [(len(record.signal), "")]
+        for (start, rhythm), (end, _) in zip(changes, changes[1:], strict=False):
+            if rhythm == "AFIB":
+                af[int(start * scale):int(end * scale)] = True
+        for start in range(0, len(x) - width + 1, width // 2):
+            strips.append(strip_input(x[start:start + width], width)[0])
+            is_af.append(af[start:start + width].mean() > 0.5)
+    return np.stack(strips), np.array(is_af)
+
+
+# ---- metrics ----------------------------------------------------------------------------
+
+def per_class(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Sensitivity, PPV and F1 per class (percent), accuracy and the confusion matrix."""
+    out: dict = {"accuracy": round(100 * float(np.mean(labels == predicted)), 2),
+                 "classes": {}, "confusion": []}
+    for index, name in enumerate(classes):
+        tp = int(np.sum((predicted == index) & (labels == index)))
+        support = int(np.sum(labels == index))
+        called = int(np.sum(predicted == index))
+        se = 100 * tp / support if support else float("nan")
+        ppv = 100 * tp / called if called else float("nan")
+        f1 = 2 * se * ppv / (se + ppv) if support and called and se + ppv else 0.0
+        out["classes"][name] = {  # None where undefined (no such beats, none called)
+            "support": support, "se": round(se, 2) if support else None,
+            "ppv": round(ppv, 2) if called else None, "f1": round(f1, 2)}
+        out["confusion"].append([int(np.sum((labels == index) & (predicted == j)))
+                                 for j in range(len(classes))])
+    return out
+
+
+def macro_f1(metrics: dict, classes: tuple[str, ...]) -> float:
+    return float(np.mean([metrics["classes"][c]["f1"] for c in classes]))
+
+
+def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
+    eps = 1e-7
+    p, q = np.clip(p, eps, 1.0), np.clip(q, eps, 1.0)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+# ---- training ---------------------------------------------------------------------------
+
+def _fit(model: Any, batches: Callable[[int], list], epochs: int, lr: float,
+         weights: np.ndarray, seed: int, select: Callable[[], float] | None = None) -> list:
+    """AdamW with a one-cycle schedule; `select()` (higher is better) picks the epoch."""
+    import torch
+
+    torch.manual_seed(seed)
+    steps = epochs * len(batches(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+    best, best_state, history = -1.0, None, []
+    for epoch in range(epochs):
+        model.train()
+        started, total = time.time(), 0.0
+        for inputs, target in batches(epoch):
+            optimizer.zero_grad()
+            loss = loss_fn(model.logits(*inputs), target)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss)
+        model.eval()
+        score = select() if select else float(epoch)
+        history.append({"epoch": epoch + 1, "loss": round(total / len(batches(0)), 4),
+                        "selection": round(score, 4), "seconds": round(time.time() - started)})
+        print(json.dumps(history[-1]), flush=True)
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def _predict(fn: Callable[..., np.ndarray], arrays: list[np.ndarray],
+             batch: int = 512) -> np.ndarray:
+    n = len(arrays[0])
+    return np.concatenate([fn(*[a[i:i + batch] for a in arrays]) for i in range(0, n, batch)])
+
+
+def _torch_probs(model: Any, *arrays: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(*[torch.from_numpy(a) for a in arrays]).numpy()
+
+
+def _onnx_probs(path: Path, names: tuple[str, ...]) -> Callable[..., np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda *arrays: session.run(["probs"], dict(zip(names, arrays, strict=True)))[0]
+
+
+def _export(model: Any, example: tuple, names: tuple[str, ...], path: Path,
+            dynamic_length: bool) -> None:
+    import torch
+
+    from engines.training.train import _strip_build_metadata
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes: list[dict] = []
+    for name in names:
+        dims = {0: batch}
+        if dynamic_length and name == "strip":
+            dims[2] = torch.export.Dim("samples", min=256, max=100_000)
+        shapes.append(dims)
+    program = torch.onnx.export(model, example, dynamo=True, input_names=list(names),
+                                output_names=["probs"], dynamic_shapes=tuple(shapes))
+    if program is None:
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
+    program.save(str(path))
+    _strip_build_metadata(path)
+
+
+def _quantize_and_gate(out: Path, names: tuple[str, ...], calibration: list[np.ndarray],
+                       test: list[np.ndarray], labels: np.ndarray, classes: tuple[str, ...],
+                       scored: tuple[str, ...]) -> dict:
+    """INT8 Q/DQ, calibrated on `calibration`; kept only if it passes the gate on `test`."""
+    from engines.quantize import quantize_int8
+
+    batch = 100
+    usable = len(calibration[0]) - len(calibration[0]) % batch
+    batches = [dict(zip(names, [a[i:i + batch] for a in calibration], strict=True))
+               for i in range(0, usable, batch)]
+    quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
+                  op_types=("Conv", "MatMul", "Gemm"))
+    fp32 = _predict(_onnx_probs(out / "model.onnx", names), test)
+    int8 = _predict(_onnx_probs(out / "model.int8.onnx", names), test)
+    m32 = per_class(labels, fp32.argmax(1), classes)
+    m8 = per_class(labels, int8.argmax(1), classes)
+    kl = mean_kl(fp32, int8)
+    drop = macro_f1(m32, scored) - macro_f1(m8, scored)
+    passed = kl < MAX_MEAN_KL and drop < MAX_F1_DROP
+    gate = {"calibration": f"entropy, {usable} examples covering every class",
+            "mean_kl": round(kl, 5), "macro_f1_fp32": round(macro_f1(m32, scored), 2),
+            "macro_f1_int8": round(macro_f1(m8, scored), 2), "macro_f1_drop": round(drop, 2),
+            "limits": {"mean_kl": MAX_MEAN_KL, "macro_f1_drop_points": MAX_F1_DROP},
+            "passed": passed, "int8_metrics": m8}
+    if not passed:
+        (out / "model.int8.onnx").unlink()
+    print("INT8 gate:", json.dumps({k: v for k, v in gate.items() if k != "int8_metrics"}))
+    return gate
+
+
+def _calibration_rows(labels: np.ndarray, per_class_n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in np.unique(labels):
+        members = np.flatnonzero(labels == index)
+        rows.append(rng.choice(members, min(per_class_n, len(members)), replace=False))
+    return rng.permutation(np.concatenate(rows))
+
+
+def _synthetic_strips(rate_hz: float, seconds: float, count: int, seed: int) -> list[np.ndarray]:
+    """Simulated single-lead ECGs (neurokit2), regular and with jittered RR, for the engine
+    gate: engines are compared with each other on them, not with a diagnosis."""
+    import neurokit2 as nk
+
+    rng = np.random.default_rng(seed)
+    strips = []
+    for i in range(count):
+        rate = float(rng.uniform(45, 150))
+        x = nk.ecg_simulate(duration=seconds, sampling_rate=int(rate_hz), heart_rate=rate,
+                            heart_rate_std=float(rng.uniform(1, 25 if i % 2 else 3)),
+                            noise=float(rng.uniform(0.0, 0.1)), method="ecgsyn",
+                            random_state=int(rng.integers(1 << 31)))
+        strips.append(np.asarray(x, dtype=np.float64))
+    return strips
+
+
+def _card(kind: str, spec: SignalSpec, classes: tuple[str, ...], names: tuple[str, ...],
+          extra: dict) -> dict:
+    return {"id": kind, "version": "1.0.0", "kind": kind, "output": "probs",
+            "classes": list(classes), "input_names": list(names), "signal": spec.to_card(),
+            "files": {"fp32": "model.onnx", "int8": "model.int8.onnx",
+                      "validation": "validation.npz"}, **CLINICAL[kind], **extra}
+
+
+def recard(directory: Path) -> None:
+    """Rewrite a card's clinical part (tiers, tests, sources) from `CLINICAL`, keeping its
+    model, metrics and checksums."""
+    path = directory / "card.json"
+    card = json.loads(path.read_text())
+    card.update(CLINICAL[card["kind"]])
+    path.write_text(json.dumps(card, indent=2))
+
+
+def train_beats(out: Path, seed: int, epochs: int) -> dict:
+    import torch
+
+    from engines.training.ecg_model import BeatNet
+
+    started = time.time()
+    train, test = beat_dataset(DS1), beat_dataset(DS2)
+    print(f"DS1 {len(train['label'])} beats, DS2 {len(test['label'])} beats", flush=True)
+    counts = np.bincount(train["label"], minlength=len(BEAT_CLASSES)).astype(float)
+    # Inverse-frequency weights, tempered (square root): S and F are ~2 % and ~1 % of DS1.
+    weights = np.sqrt(counts.sum() / np.maximum(counts, 1.0))
+    weights[counts < 50] = 1.0  # Q: eight beats in DS1, too few to learn from
+    weights = weights / weights[0]
+    torch.manual_seed(seed)
+    model = BeatNet(len(BEAT_CLASSES), len(RR_FEATURES))
+    beat = torch.from_numpy(train["beat"])
+    rr = torch.from_numpy(train["rr"])
+    label = torch.from_numpy(train["label"])
+
+    def batches(epoch: int) -> list:
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(len(label), generator=generator)
+        chunks = []
+        for i in range(0, len(order), 256):
+            idx = order[i:i + 256]
+            gain = 1.0 + 0.15 * torch.randn(len(idx), 1, 1, generator=generator)
+            noise = 0.03 * torch.randn(len(idx), 1, beat.shape[2], generator=generator)
+            chunks.append(((beat[idx] * gain + noise, rr[idx]), label[idx]))
+        return chunks
+
+    history = _fit(model, batches, epochs, 2e-3, weights, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    names = ("beat", "rr")
+    _export(model, (beat[:4], rr[:4]), names, out / "model.onnx", dynamic_length=False)
+    probs = _predict(_onnx_probs(out / "model.onnx", names), [test["beat"], test["rr"]])
+    torch_probs = _predict(lambda *a: _torch_probs(model, *a), [test["beat"][:512],
+                                                                test["rr"][:512]])
+    assert np.max(np.abs(probs[:512] - torch_probs)) < 1e-4, "ONNX export differs from torch"
+    metrics = per_class(test["label"], probs.argmax(1), BEAT_CLASSES)
+    calib = _calibration_rows(train["label"], 400, seed)
+    gate = _quantize_and_gate(out, names, [train["beat"][calib], train["rr"][calib]],
+                              [test["beat"], test["rr"]], test["label"], BEAT_CLASSES,
+                              ("N", "S", "V", "F"))
+    # The engine gate's inputs: beats of simulated strips (no record shipped).
+    gate_beats, gate_rr = [], []
+    import neurokit2 as nk
+
+    for x in _synthetic_strips(BEAT_SPEC.rate_hz, 12.0, 40, seed + 7):
+        cleaned = clean(x, BEAT_SPEC.rate_hz, BEAT_SPEC.band_hz)
+        peaks = np.asarray(nk.ecg_findpeaks(cleaned, sampling_rate=int(BEAT_SPEC.rate_hz),
+                                            method="pantompkins1985")["ECG_R_Peaks"])
+        gate_beats.append(beat_windows(cleaned, peaks, BEAT_SPEC.window))
+        gate_rr.append(rr_features(peaks, BEAT_SPEC.rate_hz))
+    np.savez_compressed(out / "validation.npz", beat=np.concatenate(gate_beats),
+                        rr=np.concatenate(gate_rr))
+    card = _card("ecg_beats", BEAT_SPEC, BEAT_CLASSES, names, {
+        "display": "ECG beats", "label": "ecg_beats",
+        "intended_use": "Ambulatory, monitor and resting ECGs of adults: each beat of lead II "
+                        "classed N (normal or bundle-branch block), S (supraventricular "
+                        "ectopic), V (ventricular ectopic), F (fusion) or Q (unclassifiable), "
+                        "to report the burden of premature beats.",
+        "out_of_scope": "Paced rhythms; children; a strip the quality check calls unreadable.",
+        "disclaimer": "Trained and tested on the MIT-BIH Arrhythmia Database (48 half-hour "
+                      "records, 1975-79). Not for clinical use until validated locally.",
+        "data": ecg_data.ATTRIBUTION["mitdb"],
+        "metrics": {"test": "MIT-BIH DS2 (inter-patient, de Chazal 2004), lead MLII",
+                    "beats": int(len(test["label"])), **metrics},
+        "published": PUBLISHED_BEATS, "int8_gate": gate,
+        "training": {"seed": seed, "epochs": epochs, "class_weights": weights.round(3).tolist(),
+                     "history": history, "train": "MIT-BIH DS1", "torch": torch.__version__,
+                     "duration_s": round(time.time() - started),
+                     "trained_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    })
+    return _finish(out, card, gate)
+
+
+def train_rhythm(out: Path, seed: int, epochs: int) -> dict:
+    import torch
+
+    from engines.training.ecg_model import RhythmNet
+
+    started = time.time()
+    strips, labels, _names = rhythm_dataset()
+    rng = np.random.default_rng(seed)
+    split = np.empty(len(labels), dtype="<U5")
+    for index in range(len(RHYTHM_CLASSES)):
+        members = rng.permutation(np.flatnonzero(labels == index))
+        n_val, n_test = round(0.1 * len(members)), round(0.1 * len(members))
+        split[members[:n_val]], split[members[n_val:n_val + n_test]] = "val", "test"
+        split[members[n_val + n_test:]] = "train"
+    length = int(RHYTHM_SPEC.strip_s * RHYTHM_SPEC.rate_hz)
+
+    def fixed(rows: np.ndarray) -> np.ndarray:  # the first 30 s of each, as the app reads
+        return np.concatenate([strip_input(strips[i][:length], length) for i in rows])
+
+    val_rows, test_rows = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
+    train_rows = np.flatnonzero(split == "train")
+    val_x, test_x = fixed(val_rows), fixed(test_rows)
+    counts = np.bincount(labels[train_rows], minlength=len(RHYTHM_CLASSES)).astype(float)
+    weights = np.sqrt(counts.sum() / counts)
+    weights = weights / weights[0]
+    torch.manual_seed(seed)
+    model = RhythmNet(len(RHYTHM_CLASSES))
+
+    def batches(epoch: int) -> list:
+        local = np.random.default_rng(seed + epoch)
+        order = local.permutation(train_rows)
+        chunks = []
+        for i in range(0, len(order), 64):
+            rows = []
+            for r in order[i:i + 64]:
+                x = strips[r]
+                # A random 30-s part of a longer record; now and then a shorter part, so
+                # the 10-s windows the app scores are not new to the model.
+                span = length if local.random() > 0.25 else int(local.uniform(10, 30) *
+                                                                RHYTHM_SPEC.rate_hz)
+                start = int(local.integers(0, max(1, len(x) - span + 1)))
+                piece = x[start:start + span] * local.uniform(0.7, 1.3)
+                piece = -piece if local.random() < 0.3 else piece  # inverted leads occur
+                rows.append(strip_input(piece, length)[0])
+            chunks.append(((torch.from_numpy(np.stack(rows)),),
+                           torch.from_numpy(labels[order[i:i + 64]])))
+        return chunks
+
+    def val_f1() -> float:
+        probs = _predict(lambda a: _torch_probs(model, a), [val_x], 256)
+        return macro_f1(per_class(labels[val_rows], probs.argmax(1), RHYTHM_CLASSES),
+                        ("N", "A", "O"))
+
+    history = _fit(model, batches, epochs, 3e-3, weights, seed, select=val_f1)
+    out.mkdir(parents=True, exist_ok=True)
+    names = ("strip",)
+    _export(model, (torch.from_numpy(val_x[:4]),), names, out / "model.onnx",
+            dynamic_length=True)
+    run = _onnx_probs(out / "model.onnx", names)
+    probs = _predict(run, [test_x], 256)
+    torch_probs = _predict(lambda a: _torch_probs(model, a), [test_x[:256]], 256)
+    assert np.max(np.abs(probs[:256] - torch_probs)) < 1e-4, "ONNX export differs from torch"
+    metrics = per_class(labels[test_rows], probs.argmax(1), RHYTHM_CLASSES)
+    metrics["challenge_f1"] = round(macro_f1(metrics, ("N", "A", "O")) / 100, 3)
+    af_x, af_truth = mitdb_af_windows()
+    af_called = _predict(run, [af_x], 256).argmax(1) == RHYTHM_CLASSES.index("A")
+    tp = int(np.sum(af_called & af_truth))
+    mitdb = {"windows": int(len(af_truth)), "af_windows": int(af_truth.sum()),
+             "af_se": round(100 * tp / max(1, int(af_truth.sum())), 2),
+             "af_ppv": round(100 * tp / max(1, int(af_called.sum())), 2),
+             "not_af_sp": round(100 * float(np.mean(~af_called[~af_truth])), 2)}
+    calib_rows = train_rows[_calibration_rows(labels[train_rows], 300, seed)]
+    gate = _quantize_and_gate(out, names, [fixed(calib_rows)], [test_x], labels[test_rows],
+                              RHYTHM_CLASSES, ("N", "A", "O"))
+    gate_strips = [strip_input(clean(x, RHYTHM_SPEC.rate_hz, RHYTHM_SPEC.band_hz), length)
+                   for x in _synthetic_strips(RHYTHM_SPEC.rate_hz, 30.0, 64, seed + 7)]
+    np.savez_compressed(out / "validation.npz", strip=np.concatenate(gate_strips))
+    card = _card("ecg_rhythm", RHYTHM_SPEC, RHYTHM_CLASSES, names, {
+        "display": "ECG rhythm", "label": "ecg_rhythm",
+        "intended_use": "Single-lead strips of adults (wearable, Holter, monitor or lead II "
+                        "of a resting ECG), 9-60 s at a time: normal sinus rhythm, atrial "
+                        "fibrillation, another rhythm, or too noisy to read.",
+        "out_of_scope": "Paced rhythms; children; atrial flutter is not told from other "
+                        "rhythms.",
+        "disclaimer": "Trained on the PhysioNet/CinC Challenge 2017 training set (AliveCor "
+                      "single-lead recordings). Not for clinical use until validated locally.",
+        "data": ecg_data.ATTRIBUTION["cinc2017-train"] + "; second check: "
+                + ecg_data.ATTRIBUTION["mitdb"],
+        "metrics": {"test": "CinC 2017 training set, held-out 10 % (by record, stratified)",
+                    "strips": int(len(test_rows)), **metrics, "mitdb_af_records": mitdb},
+        "published": {"CinC 2017 winners (hidden test set)": {"challenge_f1": 0.83}},
+        "int8_gate": gate,
+        "training": {"seed": seed, "epochs": epochs, "class_weights": weights.round(3).tolist(),
+                     "history": history, "split": "80/10/10 by record, stratified",
+                     "torch": torch.__version__, "duration_s": round(time.time() - started),
+                     "trained_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    })
+    return _finish(out, card, gate)
+
+
+def _finish(out: Path, card: dict, gate: dict) -> dict:
+    if not gate["passed"]:
+        del card["files"]["int8"]
+    card["sha256"] = {k: file_sha256(out / f) for k, f in card["files"].items()}
+    (out / "card.json").write_text(json.dumps(card, indent=2))
+    print(json.dumps(card["metrics"], indent=2))
+    return card
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", choices=("beats", "rhythm", "recard"))
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    if args.model == "recard":
+        for directory in [args.out] if args.out else [MODELS_DIR / k for k in CLINICAL]:
+            recard(directory)
+    elif args.model == "beats":
+        train_beats(args.out or MODELS_DIR / "ecg_beats", args.seed, args.epochs or 10)
+    else:
+        train_rhythm(args.out or MODELS_DIR / "ecg_rhythm", args.seed, args.epochs or 24)
+
+
+if __name__ == "__main__":
+    main()

@@ -116,3 +116,55 @@ def trend_figure(values: Mapping[str, Series], specs: Sequence[TrendSpec] = TREN
         axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
         axes[-1].set_xlim(*span)
     return figure
+
+
+BEAT_COLOURS = {"N": "#37474f", "S": "#e65100", "V": "#c62828", "F": "#6a1b9a", "Q": "#757575"}
+
+
+def strip_figure(samples: Sequence[float], rate_hz: float, peaks: Sequence[int],
+                 classes: Sequence[str], lead: str, offset_s: float = 0.0,
+                 width_in: float = 6.0, height_in: float = 1.7) -> Figure:
+    """An ECG excerpt on paper: 0.2-s and 0.5-mV grid, each detected beat marked with its
+    class (N normal, S supraventricular, V ventricular premature, F fusion, Q unknown)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    x = np.asarray(samples, dtype=float)
+    t = offset_s + np.arange(len(x)) / rate_hz
+    axes.plot(t, x, color="#1a1a1a", linewidth=0.8)
+    top = float(np.max(x)) if len(x) else 1.0
+    for peak, cls in zip(peaks, classes or [""] * len(peaks), strict=False):
+        if 0 <= peak < len(x):
+            colour = BEAT_COLOURS.get(cls, "#1565c0")
+            axes.plot(t[peak], x[peak], "v", color=colour, markersize=4)
+            if cls and cls != "N":
+                axes.annotate(cls, (t[peak], top), xytext=(0, 3), textcoords="offset points",
+                              ha="center", fontsize=7, color=colour, fontweight="bold")
+    start, end = (t[0], t[-1]) if len(t) else (0.0, 1.0)
+    axes.set_xticks(np.arange(np.floor(start), end + 1e-9, 1.0))
+    axes.set_xticks(np.arange(start, end, 0.2), minor=True)
+    low = float(np.floor(np.min(x) * 2) / 2) if len(x) else -1.0
+    high = float(np.ceil(top * 2) / 2 + 0.5) if len(x) else 1.0
+    axes.set_yticks(np.arange(low, high + 1e-9, 0.5))
+    axes.set_ylim(low, high)
+    axes.set_xlim(start, end)
+    axes.grid(which="major", color="#f4a6a6", linewidth=0.6)
+    axes.grid(which="minor", color="#fbdcdc", linewidth=0.3)
+    axes.tick_params(labelsize=7)
+    axes.set_xlabel("s", fontsize=7, labelpad=0)
+    axes.set_ylabel(f"{lead} (mV)", fontsize=7)
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (Agg, no GUI backend)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    figure.set_dpi(dpi)
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -30,6 +30,10 @@ from app.config import (
 from app.store.db import open_store
 from app.store.models import InboxMessage, InboxStatus
 from app.store.patients import find_by_identifier, timeline
+
+if TYPE_CHECKING:
+    from app.clinic.scoring import Score
+    from app.ecg.analysis import EcgAnalyzer
 
 _MESSAGE_START = re.compile(rb"(?m)^(?=(?:\xef\xbb\xbf)?MSH)")
 
@@ -495,6 +499,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from app.clinic.features import FeatureCache, utc_now
     from app.clinic.scoring import Scorer
+    from app.ecg.analysis import load_analyzer
     from app.store.models import Patient
 
     if not args.all and not args.mrn:
@@ -521,18 +526,29 @@ def cmd_score(args: argparse.Namespace) -> int:
                 return 1
             targets.append((found[0].id, mrn, authority or found[0].identifiers[0].authority))
     now = utc_now()
+    analyzer = load_analyzer(config.data_dir / "engines")
     for patient_id, mrn, authority in targets:
         result = scorer.score(patient_id, now)
         latency = {k: round(v, 3) for k, v in result.latency_ms.items()}
+        recordings = _ecg_scores(engine_db, analyzer, patient_id) if analyzer else []
         if args.json:
             print(json.dumps({
                 "mrn": mrn, "authority": authority,
                 "scores": [{"label": s.label, "risk": None if s.risk is None else round(s.risk, 4),
                             "tier": s.tier, "factors": [f.words for f in s.factors],
                             "finding": s.finding, "out_of_scope": s.out_of_scope}
-                           for s in result.scores],
+                           for s in result.scores]
+                + [{"label": s.label, "risk": None if s.risk is None else round(s.risk, 4),
+                    "tier": s.tier, "summary": s.summary,
+                    "classes": {k: round(v, 4) for k, v in s.classes.items()},
+                    "at": s.at.isoformat() if s.at else None, "recording": recording_id,
+                    "engine": engine_name, "out_of_scope": s.out_of_scope}
+                   for recording_id, s, engine_name in recordings],
                 "engine": result.engine, "model": result.model, "latency_ms": latency}))
             continue
+        for _recording, s, _engine in recordings:
+            when = f" ({s.at:%Y-%m-%d %H:%M} UTC)" if s.at else ""
+            print(f"{mrn} ({authority}): {s.display}{when}: {s.statement}")
         for s in result.scores:
             risk = "n/a" if s.risk is None else f"{s.risk:.0%}"
             print(f"{mrn} ({authority}): {s.display} risk {risk} within {card.horizon} — "
@@ -545,6 +561,22 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"    engine {result.engine}, features {latency['features']} ms, "
               f"inference {latency['inference']} ms")
     return 0
+
+
+def _ecg_scores(engine_db: Engine, analyzer: EcgAnalyzer, patient_id: int,
+                limit: int = 10) -> list[tuple[int, Score, str]]:
+    """(recording id, score, engine) for each of the patient's latest recordings."""
+    from app.clinic.ecg import ecg_scores
+    from app.store.waveforms import patient_waveforms
+
+    with engine_db.connect() as conn:
+        stored = [w for w in patient_waveforms(conn, [patient_id], limit=limit)
+                  if w.status != "document"]
+    out = []
+    for waveform in stored:
+        for model, score in ecg_scores(analyzer.models, analyzer.analyse(waveform)):
+            out.append((waveform.id, score, model.selection.engine.name))
+    return out
 
 
 def cmd_model(args: argparse.Namespace) -> int:

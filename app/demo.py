@@ -87,6 +87,48 @@ def today_messages(patients: list[SyntheticPatient], now: datetime) -> list[list
     return out
 
 
+# ECG strips from the public databases, sent from the ER's monitor for three of today's
+# patients one step after they arrive: (step, database, record, lead, start s, what it is).
+DEMO_ECGS = (
+    (1, "mitdb", "201", "MLII", 5.0, "atrial fibrillation"),
+    (4, "cinc2017-train", "A00005", None, 0.0, "atrial fibrillation (wearable)"),
+    (6, "mitdb", "100", "MLII", 60.0, "sinus rhythm"),
+)
+
+
+def ecg_messages(patients: list[SyntheticPatient], now: datetime,
+                 out: Callable[[str], None] = print) -> list[list[bytes]]:
+    """Per step, the ECG strips (PCD-01 ORU^R01) the monitor sends; none, with a note,
+    where the databases are not at hand (../shared/data/ecg)."""
+    from engines.training import ecg_data
+    from integrations.hl7.waveform import oru_waveform
+
+    steps: list[list[bytes]] = [[] for _ in patients]
+    stamp = (now + timedelta(minutes=5)).strftime("%Y%m%d%H%M%S+0000")
+    used = set()
+    for step, database, record, lead, start, _what in DEMO_ECGS:
+        if step >= len(patients):
+            continue
+        try:
+            folder = ecg_data.database(database)
+        except ecg_data.EcgDataMissing as exc:
+            out(f"no ECGs in the demo's feed: {exc}")
+            return steps
+        signal = ecg_data.read_record(folder, record, lead)
+        a = int(start * signal.rate_hz)
+        strip = signal.signal[a:a + int(30 * signal.rate_hz)]
+        name = "II" if signal.lead == "MLII" else "I"  # CinC's AliveCor: a lead-I recording
+        steps[step].append(oru_waveform(
+            mrn(patients[step]), f"DEMO-{step:03d}-ECG", [(name, strip)], signal.rate_hz,
+            stamp, sender="ER-MONITOR", location=f"{DEMO_UNIT}^1^{step % 8 + 1}").replace(
+            f"PID|1||{mrn(patients[step])}^^^HOSP^MR",
+            f"PID|1||{mrn(patients[step])}^^^{AUTHORITY}^MR").encode())
+        used.add(database)
+    for database in sorted(used):
+        out(f"ECG strips from the {ecg_data.ATTRIBUTION[database]}")
+    return steps
+
+
 def replay(port: int, history: list[bytes], today: list[list[bytes]],
            pause_s: float = 1.5, stop: threading.Event | None = None,
            on_step: Callable[[int], None] | None = None,
@@ -120,6 +162,7 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
     from app.adoption.stats import adoption, render
     from app.clinic.alerts import Alert
     from app.clinic.service import ClinicService
+    from app.ecg.analysis import load_ecg
     from app.ingest.service import IngestService
     from app.store.db import open_store
     from app.store.models import AlertEvent
@@ -130,7 +173,8 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
     engine = open_store(config.database_url)
     card = load_card("t2d")
     selection = select_engine(card, config.data_dir / "engines")
-    clinic = ClinicService(config, engine, card, selection)
+    clinic = ClinicService(config, engine, card, selection,
+                           ecg=load_ecg(config.data_dir / "engines"))
     alerts: list[Alert] = []
 
     def shown(alert: Alert) -> None:
@@ -178,8 +222,11 @@ def run_headless(config: Config, pause_s: float = 0.2, out: Callable[[str], None
                         AlertEvent.alert_id == alert.alert_id).order_by(AlertEvent.id)):
                     out(f"  log: {row.at:%H:%M:%S} {row.event:20} {row.reason}")
 
+    today = today_messages(patients, now)
+    for step, messages in enumerate(ecg_messages(patients, now, out)):
+        today[step].extend(messages)
     try:
-        replay(server.bound_port, history, today_messages(patients, now), pause_s,
+        replay(server.bound_port, history, today, pause_s,
                on_step=act, settled=service.wait_settled)
         act(-1)
         clinic.log.flush()

@@ -28,6 +28,8 @@ class OnnxRuntimeEngine(Engine):
 
     @property
     def model_path(self) -> str:
+        if self.precision not in self.card.files:
+            return ""
         return str(self.card.path(self.precision))
 
     def load(self) -> None:
@@ -35,6 +37,10 @@ class OnnxRuntimeEngine(Engine):
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a hard dependency
             raise EngineUnavailable(f"onnxruntime is not installed: {exc}") from exc
+        if not self.model_path:
+            raise EngineUnavailable(f"{self.card.id} ships no {self.precision} model (its "
+                                    "card says why: an INT8 copy that fails the gate at "
+                                    "training is not shipped)")
         if not os.path.exists(self.model_path):
             raise EngineUnavailable(f"model file missing: {self.model_path}")
         options = ort.SessionOptions()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from app import logs
 from app.config import Config
 from ui.bridge import Bridge
 from ui.display import application
@@ -131,6 +132,7 @@ def _route_qt_messages(mode: Any, context: Any, message: str) -> None:
 def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa: C901
     """Start the app (or hand `args` to the running one). Returns the exit code."""
     from app.clinic.service import ClinicService
+    from app.ecg.analysis import load_ecg
     from app.ingest.service import IngestService
     from app.store.db import open_store
     from engines.card import load_card
@@ -155,7 +157,8 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
     engine = open_store(config.database_url)
     card = load_card("t2d")
     selection = select_engine(card, config.data_dir / "engines")
-    clinic = ClinicService(config, engine, card, selection)
+    clinic = ClinicService(config, engine, card, selection,
+                           ecg=load_ecg(config.data_dir / "engines"))
     bridge = Bridge()
     clinic.on_alert.append(bridge.alert.emit)
     clinic.on_open_changed.append(bridge.open_patients.emit)
@@ -237,13 +240,16 @@ def run_app(config: Config, args: list[str], demo: bool = False) -> int:  # noqa
             window.statusBar().showMessage(str(exc), 10000)
     stop = threading.Event()
     if demo and service is not None:
-        from app.demo import pick_patients, replay, today_messages
+        from app.demo import ecg_messages, pick_patients, replay, today_messages
         from engines.training.feed import feed
 
         now = datetime.now(UTC).replace(microsecond=0)
         patients = pick_patients(now)
+        today = today_messages(patients, now)
+        for step, messages in enumerate(ecg_messages(patients, now, logs.alerts.info)):
+            today[step].extend(messages)
         thread = threading.Thread(target=replay, daemon=True, args=(
-            server.bound_port, feed(patients), today_messages(patients, now), 4.0, stop),
+            server.bound_port, feed(patients), today, 4.0, stop),
             kwargs={"settled": service.wait_settled})
         thread.start()
     try:

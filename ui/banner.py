@@ -42,6 +42,7 @@ from ui.qt import (
     QVBoxLayout,
     QWidget,
     Signal,
+    strip_pixmap,
 )
 
 TIER_STYLE = {  # colour, icon, and the words come from the card
@@ -129,6 +130,13 @@ class Banner(QFrame):
         self.details.setAccessibleName("Details")
         self.details.setVisible(False)
         layout.addWidget(self.details)
+        # An ECG alert's strip, drawn when the details are first opened (never on the
+        # banner's own path: matplotlib takes tens of ms).
+        self.strip_view = QLabel()
+        self.strip_view.setAccessibleName("ECG strip with the detected beats marked")
+        self.strip_view.setVisible(False)
+        self._strip_for: str | None = None
+        layout.addWidget(self.strip_view)
 
         buttons = QHBoxLayout()
         self.details_button = QPushButton("&Details")
@@ -193,11 +201,16 @@ class Banner(QFrame):
             f"For {alert.patient_name}, born {alert.birth_date}, MRN {alert.mrn}")
         self.patient.setText(f"<b>{alert.patient_name}</b> · born {alert.birth_date} · "
                              f"MRN {alert.mrn}")
+        if alert.score.summary:  # a recording's finding: its own words
+            statement = alert.score.summary.removeprefix(alert.tier_words).lstrip(": ")
+        elif alert.score.risk is not None:
+            statement = (f"{alert.score.display} risk <b>{alert.score.risk:.0%}</b> within "
+                         "12 months")
+        else:
+            statement = alert.score.finding
         self.risk_label.setText(
             f"<span style='color:{colour}; font-size:15pt'>{icon}</span> "
-            f"<b style='color:{colour}'>{alert.tier_words}</b> — "
-            + (f"{alert.score.display} risk <b>{alert.score.risk:.0%}</b> within 12 months"
-               if alert.score.risk is not None else alert.score.finding))
+            f"<b style='color:{colour}'>{alert.tier_words}</b> — {statement}")
         self.risk_label.setAccessibleDescription(alert.headline)
         show_finding = bool(alert.score.finding and alert.score.risk is not None)
         self.finding.setText(f"<b>{alert.score.finding}</b>" if show_finding else "")
@@ -206,6 +219,7 @@ class Banner(QFrame):
         self.order_label.setText(f"Order: <b>{order}</b>")
         self.details.setText(self._details_html())
         self.details.setVisible(False)
+        self.strip_view.setVisible(False)
         self.details_button.setText("&Details")
         self.comment.clear()
         self.comment.setVisible(False)
@@ -314,6 +328,12 @@ class Banner(QFrame):
     def toggle_details(self) -> None:
         showing = not self.details.isVisible()
         self.details.setVisible(showing)
+        strip = self.alert.score.strip if self.alert is not None else None
+        if showing and strip is not None and self.alert is not None and \
+                self._strip_for != self.alert.alert_id:
+            self.strip_view.setPixmap(strip_pixmap(strip))
+            self._strip_for = self.alert.alert_id
+        self.strip_view.setVisible(showing and strip is not None)
         self.details_button.setText("Hide &details" if showing else "&Details")
         if showing:
             self._mark_viewed("details")

@@ -20,6 +20,7 @@ from ui.qt import (
     QVBoxLayout,
     QWidget,
     figure_canvas,
+    strip_pixmap,
 )
 from ui.tables import Column, RowsModel, table_view
 
@@ -54,6 +55,10 @@ class PatientView(QScrollArea):
         self.risks.setTextFormat(Qt.TextFormat.RichText)
         self.risks.setAccessibleName("Current risk and its top factors")
         self._layout.addWidget(self.risks)
+        self.strip_view = QLabel()
+        self.strip_view.setAccessibleName("Latest ECG strip with the detected beats marked")
+        self.strip_view.setVisible(False)
+        self._layout.addWidget(self.strip_view)
         self.chart_title = QLabel("<b>Trends</b>")
         self._layout.addWidget(self.chart_title)
         self.canvas: QWidget | None = None
@@ -74,7 +79,7 @@ class PatientView(QScrollArea):
         self.risks.setText("")
         self._set_canvas(None)
         self.history.set_rows([])
-        for widget in (self.chart_title, self.history_title, self.history_view):
+        for widget in (self.chart_title, self.history_title, self.history_view, self.strip_view):
             widget.setVisible(False)
 
     def show_summary(self, summary: PatientSummary) -> None:
@@ -84,6 +89,10 @@ class PatientView(QScrollArea):
         self.heading.setText(f"<span style='font-size:13pt'><b>{summary.name}</b></span><br>"
                              f"born {summary.birth_date}{age}{sex} · MRN {summary.mrn}")
         self.risks.setText(self._risks_html(summary))
+        strip = next((score.strip for score in summary.scores if score.strip is not None), None)
+        if strip is not None:
+            self.strip_view.setPixmap(strip_pixmap(strip, width_in=7.0, height_in=1.8))
+        self.strip_view.setVisible(strip is not None)
         self._set_canvas(figure_canvas(trend_figure(summary.trends)))
         self.history.set_rows(summary.alerts)
         for widget in (self.chart_title, self.history_title, self.history_view):
@@ -95,7 +104,11 @@ class PatientView(QScrollArea):
         parts = []
         for score in summary.scores:
             colour, icon = TIER_STYLE.get(score.tier, TIER_STYLE["not-applicable"])
-            if score.risk is not None:
+            if score.summary:  # a recording: its finding and when it was taken
+                when = f" ({score.at:%Y-%m-%d %H:%M} UTC)" if score.at else ""
+                line = (f"<span style='color:{colour}'>{icon}</span> <b>{score.display}"
+                        f"</b>{when}: {score.summary}")
+            elif score.risk is not None:
                 line = (f"<span style='color:{colour}'>{icon} <b>{score.tier_words}</b></span>"
                         f" — {score.display} risk <b>{score.risk:.0%}</b> within 12 months")
             else:

@@ -71,3 +71,16 @@ def figure_canvas(figure: object) -> "QWidget":
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
     return FigureCanvasQTAgg(figure)  # type: ignore[no-any-return]
+
+
+def strip_pixmap(strip: object, width_in: float = 4.3, height_in: float = 1.5) -> "QPixmap":
+    """An ECG excerpt (app.ecg.analysis.Strip) drawn by app.charts as a pixmap; matplotlib
+    is imported here, on first use."""
+    from app.charts import figure_png, strip_figure
+
+    figure = strip_figure(strip.samples, strip.rate_hz, strip.peaks,  # type: ignore[attr-defined]
+                          strip.classes, strip.lead, strip.offset_s,  # type: ignore[attr-defined]
+                          width_in=width_in, height_in=height_in)
+    pixmap = QPixmap()
+    pixmap.loadFromData(figure_png(figure))
+    return pixmap

@@ -71,7 +71,7 @@ def beats_score(model: EcgModel, analysis: EcgAnalysis) -> Score:
                            n / analysis.beats) for n, c in counted)
     summary = "; ".join(words) or f"no premature beats in {analysis.beats:,} beats"
     return Score(card.label, card.display, risk, tier.name if tier else "low",
-                 tier.words if tier else "Few premature beats", factors,
+                 tier.words if tier else "Beat classes", factors,
                  summary=f"{tier.words}: {summary}" if tier else summary,
                  classes={k: float(v) for k, v in analysis.beat_counts.items()},
                  at=analysis.started_at, strip=analysis.strip)

@@ -234,3 +234,21 @@ def load_analyzer(cache_dir: Path, models_dir: Path | None = None) -> EcgAnalyze
     if not models:
         return None
     return EcgAnalyzer(models.get("ecg_rhythm"), models.get("ecg_beats"))
+
+
+def load_ecg(cache_dir: Path) -> EcgAnalyzer | None:
+    """`load_analyzer`, and the QRS detector imported on a background thread so the first
+    recording does not wait for it. A broken ECG model is logged; the app runs without
+    ECG analysis rather than not at all."""
+    import threading
+
+    from app.ecg.preprocess import warm
+
+    try:
+        analyzer = load_analyzer(cache_dir)
+    except Exception:  # the T2D banner must not depend on the ECG models
+        log.exception("ECG models not loaded; recordings are stored, not analysed")
+        return None
+    if analyzer is not None:
+        threading.Thread(target=warm, name="clarion-ecg-warm", daemon=True).start()
+    return analyzer

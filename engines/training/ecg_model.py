@@ -55,8 +55,8 @@ class BeatNet(nn.Module):
         super().__init__()
         self.trunk = _trunk(widths, kernel=7, stem_kernel=11, stem_stride=1)
         self.rr = nn.Sequential(nn.Linear(rr_features, 32), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(widths[-1] + 32, 64), nn.ReLU(), nn.Dropout(0.2),
-                                  nn.Linear(64, classes))
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(widths[-1] + 32, 64), nn.ReLU(),
+                                  nn.Dropout(0.3), nn.Linear(64, classes))
 
     def logits(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         shape = self.trunk(beat).mean(dim=2)

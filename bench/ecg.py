@@ -76,9 +76,9 @@ def main() -> None:
                 out.append((time.perf_counter() - t0) * 1000)
         return out
 
+    beats_spec = analyzers["FP32"].beats.spec  # type: ignore[union-attr]
+    rhythm_spec = analyzers["FP32"].rhythm.spec  # type: ignore[union-attr]
     for label, signals, repeat in (("30-s strip", strips, 3), ("30-min record", holters, 1)):
-        beats_spec = analyzers["FP32"].beats.spec  # type: ignore[union-attr]
-        rhythm_spec = analyzers["FP32"].rhythm.spec  # type: ignore[union-attr]
         prepared = [prepare(x, 360.0, beats_spec) for x in signals]
         rows.append((label, "parse PCD-01 (HL7 text → mV)", timed(
             lambda x: parse_message(oru_waveform("B1", "B", [("MLII", x)], 360, "20261203"),

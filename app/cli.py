@@ -588,6 +588,16 @@ def cmd_model(args: argparse.Namespace) -> int:
         card = load_card(args.model_id)
         if action == "shift":
             return _model_shift(args, card)
+        if card.is_classifier:  # an ECG model: its test figures, from its card
+            from engines.report import classifier_report
+
+            text = classifier_report(card)
+            out = args.out or Path(f"report-{card.id}")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.md").write_text(text, encoding="utf-8")
+            print(text)
+            print(f"wrote {out / 'report.md'}")
+            return 0
         from engines.report import write_report
         path = write_report(card, args.out or Path(f"report-{card.id}"), args.patients)
     except ImportError as exc:

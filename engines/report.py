@@ -148,3 +148,44 @@ def write_report(card: ModelCard, out: Path, patients: int = 8000,
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def classifier_report(card: ModelCard) -> str:
+    """An ECG model's test figures from its card, per class, beside the published ones."""
+    metrics = card.raw["metrics"]
+    lines = [f"# {card.display} ({card.id} {card.version})", "",
+             f"Test: {metrics['test']}. Data: {card.raw.get('data', '')}.", "",
+             "| class | support | Se % | PPV % | F1 % |", "|---|---:|---:|---:|---:|"]
+    for name, row in metrics["classes"].items():
+        cells = [str(row["support"])] + ["—" if row[k] is None else f"{row[k]:.1f}"
+                                         for k in ("se", "ppv", "f1")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Overall accuracy {metrics['accuracy']:.1f} %."]
+    if "challenge_f1" in metrics:
+        lines.append(f"Challenge F1 (mean of N, A, O): {metrics['challenge_f1']:.3f}.")
+    if "mitdb_af_records" in metrics:
+        m = metrics["mitdb_af_records"]
+        lines.append(f"MIT-BIH AF records, {m['windows']} 30-s windows: AF Se {m['af_se']} %, "
+                     f"PPV {m['af_ppv']} %, not-AF Sp {m['not_af_sp']} %.")
+    published = card.raw.get("published", {})
+    if published and "S" in metrics["classes"]:
+        def f1(se: float, ppv: float) -> float:
+            return 2 * se * ppv / (se + ppv)
+
+        ours = metrics["classes"]
+        lines += ["", "| | accuracy % | S Se / PPV / F1 | V Se / PPV / F1 |", "|---|---:|---|---|",
+                  f"| this model | {metrics['accuracy']:.1f} | {ours['S']['se']:.1f} / "
+                  f"{ours['S']['ppv']:.1f} / {ours['S']['f1']:.1f} | {ours['V']['se']:.1f} / "
+                  f"{ours['V']['ppv']:.1f} / {ours['V']['f1']:.1f} |"]
+        for who, row in published.items():
+            (sse, sppv), (vse, vppv) = row["S"], row["V"]
+            lines.append(f"| {who} | {row['accuracy']:.1f} | {sse} / {sppv} / "
+                         f"{f1(sse, sppv):.1f} | {vse} / {vppv} / {f1(vse, vppv):.1f} |")
+    elif published:
+        for who, row in published.items():
+            lines.append(f"Published: {who}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    gate = card.raw.get("int8_gate")
+    if gate:
+        lines += ["", f"INT8: mean KL {gate['mean_kl']}, macro-F1 drop {gate['macro_f1_drop']} "
+                      f"points — {'passed, shipped' if gate['passed'] else 'refused, not shipped'}."]
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """ECG analysis timings: per 30-s strip and per 30-min Holter record, each stage, on the
-CPU (ONNX Runtime FP32 and, where it passed its gate, INT8). Prints a table (ms).
+CPU: ONNX Runtime FP32 and, where it passed its gate, INT8, and the same weights in PyTorch
+eager (read back from the FP32 ONNX file; needs the `train` extra). Prints a table (ms).
 
     .venv/bin/python bench/ecg.py [--strips 60] [--records 4]
 
@@ -11,6 +12,7 @@ a 30-s strip analysed end to end in under 50 ms on 2 cores.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -33,6 +35,27 @@ from integrations.hl7.waveform import Lead, oru_waveform
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def eager(kind: str):  # noqa: ANN201 - a torch module, or None without the train extra
+    """The shipped FP32 model under PyTorch eager on the CPU, one thread (as ONNX Runtime's
+    sessions here), or None where PyTorch is not installed."""
+    try:
+        import torch
+
+        from engines.training.ecg_model import BeatNet, RhythmNet, from_onnx
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    card = load_card(kind)
+    net = BeatNet(len(card.classes), len(rr_features(np.arange(4) * 300, 360.0)[0])) \
+        if kind == "ecg_beats" else RhythmNet(len(card.classes))
+    model = from_onnx(net, str(card.path("fp32")))
+
+    def infer(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return model(*(torch.from_numpy(batch[name]) for name in batch)).numpy()
+    return infer
 
 
 def fixed(kind: str, precision: str) -> EcgModel | None:
@@ -65,7 +88,8 @@ def main() -> None:
                  "INT8 (beats)": EcgAnalyzer(fixed("ecg_rhythm", "fp32"),
                                              fixed("ecg_beats", "int8")),
                  "as selected": selected}
-    rows: list[tuple[str, str, list[float], list[float] | None]] = []
+    rows: list[tuple[str, str, list[float], list[float] | None, list[float] | None]] = []
+    torch_beats, torch_rhythm = eager("ecg_beats"), eager("ecg_rhythm")
 
     def timed(fn, inputs, repeat=1):  # noqa: ANN001, ANN202
         out = []
@@ -82,16 +106,17 @@ def main() -> None:
         prepared = [prepare(x, 360.0, beats_spec) for x in signals]
         rows.append((label, "parse PCD-01 (HL7 text → mV)", timed(
             lambda x: parse_message(oru_waveform("B1", "B", [("MLII", x)], 360, "20261203"),
-                                    "ORU", "R01"), signals[:10], 1), None))
+                                    "ORU", "R01"), signals[:10], 1), None, None))
         rows.append((label, "filter + QRS (360 Hz)", timed(
-            lambda x: prepare(x, 360.0, beats_spec), signals, repeat), None))
+            lambda x: prepare(x, 360.0, beats_spec), signals, repeat), None, None))
         rows.append((label, "resample + filter (100 Hz)", timed(
-            lambda p: prepare(p.cleaned, 360.0, rhythm_spec, p), prepared, repeat), None))
+            lambda p: prepare(p.cleaned, 360.0, rhythm_spec, p), prepared, repeat), None, None))
         fp32, int8 = analyzers["FP32"].beats, analyzers["INT8 (beats)"].beats
         batches = [{"beat": beat_windows(p.cleaned, p.peaks, beats_spec.window),
                     "rr": rr_features(p.peaks, 360.0)} for p in prepared]
-        rows.append((label, "beat model, ONNX Runtime", timed(fp32.infer, batches, repeat),  # type: ignore[union-attr]
-                     timed(int8.infer, batches, repeat)))  # type: ignore[union-attr]
+        rows.append((label, "beat model", timed(fp32.infer, batches, repeat),  # type: ignore[union-attr]
+                     timed(int8.infer, batches, repeat),  # type: ignore[union-attr]
+                     timed(torch_beats, batches, repeat) if torch_beats else None))
         rhythm = analyzers["FP32"].rhythm
         assert rhythm is not None
         rhythm_batches = []
@@ -102,28 +127,32 @@ def main() -> None:
             spans = strip_windows(lead.cleaned, 100.0, window, step)
             rhythm_batches.append({"strip": np.concatenate(
                 [strip_input(lead.cleaned[a:b], 3000) for a, b in spans])})
-        rows.append((label, "rhythm model, ONNX Runtime", timed(rhythm.infer, rhythm_batches,
-                                                               repeat), None))
+        rows.append((label, "rhythm model", timed(rhythm.infer, rhythm_batches, repeat), None,
+                     timed(torch_rhythm, rhythm_batches, repeat) if torch_rhythm else None))
         waveforms = [StoredWaveform(1, 1, "PCD-01", "ok", None, 360.0, len(x) / 360, (),
                                     (Lead("II", "131330", x),)) for x in signals]
         rows.append((label, "end to end (analyse)", timed(analyzers["FP32"].analyse, waveforms,
                                                           repeat),
-                     timed(analyzers["INT8 (beats)"].analyse, waveforms, repeat)))
+                     timed(analyzers["INT8 (beats)"].analyse, waveforms, repeat), None))
         rows.append((label, "end to end, engines as selected", timed(
-            selected.analyse, waveforms, repeat), None))
+            selected.analyse, waveforms, repeat), None, None))
 
-    print(f"ECG analysis on the CPU, ms ({args.strips} strips x 3, {args.records} records; "
-          "ONNX Runtime, 1 thread per session)")
-    print("| input | stage | FP32 p50 | FP32 p99 | INT8 p50 | INT8 p99 | INT8/FP32 (p50) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for label, stage, a, b in rows:
+    print(f"ECG analysis on the CPU ({os.cpu_count()} cores), ms ({args.strips} strips x 3, "
+          f"{args.records} records; ONNX Runtime and PyTorch, 1 thread each)")
+    print("| input | stage | ORT FP32 p50 | p99 | ORT INT8 p50 | p99 | INT8/FP32 | "
+          "PyTorch eager p50 | p99 | eager/ORT FP32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, stage, a, b, c in rows:
         cells = [f"{statistics.median(a):.2f}", f"{pct(a, 0.99):.2f}"]
-        if b:
-            cells += [f"{statistics.median(b):.2f}", f"{pct(b, 0.99):.2f}",
-                      f"{statistics.median(b) / statistics.median(a):.2f}x"]
-        else:
-            cells += ["—", "—", "—"]
+        for other in (b, c):
+            if other:
+                cells += [f"{statistics.median(other):.2f}", f"{pct(other, 0.99):.2f}",
+                          f"{statistics.median(other) / statistics.median(a):.2f}x"]
+            else:
+                cells += ["—", "—", "—"]
         print(f"| {label} | {stage} | " + " | ".join(cells) + " |")
+    if torch_beats is None:
+        print("PyTorch eager: not installed (pip install -e '.[train]')")
     for model in selected.models:
         print(f"selected for {model.card.id}: {model.selection.summary()}; " + "; ".join(
             f"{c.name}: {c.reason}" for c in model.selection.candidates if not c.usable))

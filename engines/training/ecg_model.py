@@ -83,3 +83,38 @@ class RhythmNet(nn.Module):
 
     def forward(self, strip: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(strip), dim=1)
+
+
+def from_onnx(net: nn.Module, path: str) -> nn.Module:
+    """`net` (built with the card's widths) holding the weights of a shipped FP32 ONNX file,
+    in eval mode: for running the shipped model under PyTorch (the benchmarks' eager and
+    CUDA rows) without a checkpoint beside it. The exporter folded each BatchNorm into the
+    convolution before it (`<conv>.weight`, `<conv>.weight_bias`); the BatchNorm is kept as
+    an identity scale plus that bias, so the arithmetic is the exported graph's."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in onnx.load(path).graph.initializer}
+    modules = dict(net.named_modules())
+    loaded = set()
+    for name, module in modules.items():
+        if isinstance(module, nn.Linear):
+            module.weight.data.copy_(weights[f"{name}.weight"])
+            module.bias.data.copy_(weights[f"{name}.bias"])
+            loaded.add(name)
+        elif isinstance(module, nn.Conv1d):
+            module.weight.data.copy_(weights[f"{name}.weight"])
+            parent, _, index = name.rpartition(".")
+            norm = modules[f"{parent}.{int(index) + 1}"]
+            assert isinstance(norm, nn.BatchNorm1d), name
+            assert norm.running_mean is not None and norm.running_var is not None
+            norm.weight.data.fill_(1.0)
+            norm.bias.data.copy_(weights[f"{name}.weight_bias"])
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # so that sqrt(var + eps) is exactly 1
+            loaded.add(name)
+    missing = {n.rsplit(".", 1)[0] for n in weights if n.endswith(".weight")} - loaded
+    if missing:
+        raise ValueError(f"{path}: weights for no layer of the network: {sorted(missing)}")
+    return net.eval()

@@ -23,9 +23,14 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where samples are decoded, not here: the receipt path (MLLP, header
+# checks, ACKs) imports this module through `parse.is_used` and stays pure Python, as it
+# is in the MSI's wine test and on a receiver that only acknowledges.
 
 # ISO/IEEE 11073-10101 ECG leads (partition 2, MDC_ECG_LEAD_* / MDC_ECG_ELEC_POTL_*).
 LEAD_CODES = {"131329": "I", "131330": "II", "131331": "V1", "131332": "V2", "131333": "V3",
@@ -103,6 +108,8 @@ def lead_of(code: str, text: str) -> tuple[str, str, str]:
 def _numbers(raw: str, separators: str = "^~") -> np.ndarray | None:
     """The samples of an NA (components) or MA (repetitions of components) value;
     `separators`: the message's component and repetition separators (MSH-2)."""
+    import numpy as np
+
     component, repetition = separators[0], separators[1]
     text = raw.replace(repetition, component).strip(component)
     if not text:
@@ -266,7 +273,7 @@ class WaveformGroup:
             else:
                 problems.append(f"{label}: units {channel.units or '(none)'} are not a voltage")
                 continue
-            leads.append(Lead(channel.name, channel.code, (samples * scale).astype(np.float32)))
+            leads.append(Lead(channel.name, channel.code, (samples * scale).astype("float32")))
         if len(rates) > 1:
             problems.append(f"leads at different sample rates ({sorted(rates)} Hz)")
         rate_hz = rates.pop() if len(rates) == 1 else None
@@ -297,6 +304,8 @@ def pcd01_observations(leads: list[tuple[str, np.ndarray]], rate_hz: float,
     """OBX segments for `leads` ((name, samples in mV)) in PCD-01 form: an NA OBX per lead
     in microvolts (integers: a third of the text of millivolts with decimals), then its
     sample rate under sub-ID `<channel>.1`."""
+    import numpy as np
+
     segments = []
     set_id = first_set_id
     for index, (name, samples) in enumerate(leads, start=1):

@@ -61,7 +61,10 @@ PRUNE = [f"{SITE}/PySide6/{name}" for name in (
     "Qt/plugins/platforms/libqminimalegl.so", "Qt/plugins/platforms/libqlinuxfb.so",
     "Qt/plugins/platforms/libqvnc.so", "Qt/lib/libQt6EglFS*", "Qt/lib/libQt6EglFs*",
     "Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so",
-    "Qt/plugins/imageformats/libqpdf.so")]
+    "Qt/plugins/imageformats/libqpdf.so")] + [
+    # joblib (neurokit2 -> scikit-learn) ships its own test suite, with deliberately
+    # broken .gz files among its fixtures; nothing imports it.
+    f"{SITE}/joblib/test"]
 # Loaded only in a Wayland session (Qt falls back to X11 through XWayland without them):
 # their libraries are recommended, not required.
 OPTIONAL = [f"{SITE}/PySide6/Qt/{name}" for name in (

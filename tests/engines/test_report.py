@@ -30,4 +30,7 @@ def test_report_writes_markdown_and_pngs(tmp_path: Path,
 
 def test_unknown_model_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["model", "report", "nope", "--out", str(tmp_path)]) == 1
-    assert "available models: t2d" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nope" in err and "available models:" in err
+    for shipped in ("ecg_beats", "ecg_rhythm", "t2d"):
+        assert shipped in err.split("available models:")[1]

@@ -5,6 +5,8 @@ the archive is at hand."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,3 +152,13 @@ def test_mitdb_record_round_trip() -> None:
                                     "20261203")).waveforms
     assert waveform.leads[0].name == "II" and waveform.rate_hz == 360.0
     assert np.max(np.abs(waveform.leads[0].samples - strip)) <= 0.0005 + 1e-6
+
+
+def test_the_receipt_path_stays_pure_python() -> None:
+    """The MLLP server, header checks and ACKs import no numpy (waveforms decode it lazily):
+    a receiver that only acknowledges, and the MSI's test under wine, need none."""
+    code = ("import sys, integrations.mllp, integrations.hl7.receipt, integrations.hl7.acks; "
+            "print('numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"

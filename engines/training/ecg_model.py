@@ -97,24 +97,34 @@ def from_onnx(net: nn.Module, path: str) -> nn.Module:
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
                for i in onnx.load(path).graph.initializer}
     modules = dict(net.named_modules())
+
+    def take(key: str, into: torch.Tensor) -> None:
+        found = weights.get(key)
+        if found is None or found.shape != into.shape:
+            raise ValueError(f"{path}: the network's {key} {tuple(into.shape)} has no match "
+                             f"in the file ({'absent' if found is None else tuple(found.shape)})"
+                             "; build the network with the card's classes and widths")
+        into.copy_(found)
+
     loaded = set()
-    for name, module in modules.items():
-        if isinstance(module, nn.Linear):
-            module.weight.data.copy_(weights[f"{name}.weight"])
-            module.bias.data.copy_(weights[f"{name}.bias"])
-            loaded.add(name)
-        elif isinstance(module, nn.Conv1d):
-            module.weight.data.copy_(weights[f"{name}.weight"])
-            parent, _, index = name.rpartition(".")
-            norm = modules[f"{parent}.{int(index) + 1}"]
-            assert isinstance(norm, nn.BatchNorm1d), name
-            assert norm.running_mean is not None and norm.running_var is not None
-            norm.weight.data.fill_(1.0)
-            norm.bias.data.copy_(weights[f"{name}.weight_bias"])
-            norm.running_mean.zero_()
-            norm.running_var.fill_(1.0 - norm.eps)  # so that sqrt(var + eps) is exactly 1
-            loaded.add(name)
-    missing = {n.rsplit(".", 1)[0] for n in weights if n.endswith(".weight")} - loaded
-    if missing:
-        raise ValueError(f"{path}: weights for no layer of the network: {sorted(missing)}")
+    with torch.no_grad():
+        for name, module in modules.items():
+            if isinstance(module, nn.Linear):
+                take(f"{name}.weight", module.weight)
+                take(f"{name}.bias", module.bias)
+                loaded.add(name)
+            elif isinstance(module, nn.Conv1d):
+                take(f"{name}.weight", module.weight)
+                parent, _, index = name.rpartition(".")
+                norm = modules[f"{parent}.{int(index) + 1}"]
+                assert isinstance(norm, nn.BatchNorm1d), name
+                assert norm.running_mean is not None and norm.running_var is not None
+                norm.weight.fill_(1.0)
+                take(f"{name}.weight_bias", norm.bias)
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1.0 - norm.eps)  # so that sqrt(var + eps) is exactly 1
+                loaded.add(name)
+    unused = {n.rsplit(".", 1)[0] for n in weights if n.endswith(".weight")} - loaded
+    if unused:
+        raise ValueError(f"{path}: weights for no layer of the network: {sorted(unused)}")
     return net.eval()

@@ -75,3 +75,26 @@ def test_tensorrt_rtx_parses_the_ecg_models(model: str, precision: str) -> None:
     errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
     assert ok, errors
     assert network.num_inputs == len(load_card(model).input_names)
+
+
+@pytest.mark.parametrize("model", ["ecg_beats", "ecg_rhythm"])
+def test_the_shipped_weights_run_under_pytorch(model: str) -> None:
+    """The benchmarks' PyTorch rows run the shipped model itself: the FP32 ONNX weights,
+    BatchNorm folded, read back into the network, give ONNX Runtime's probabilities."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the `train` extra "
+                                "(pip install -e '.[train]')")
+    pytest.importorskip("onnx", reason="onnx comes with the `train` extra")
+    from engines.training.ecg_model import BeatNet, RhythmNet, from_onnx
+
+    card = load_card(model)
+    net = from_onnx(BeatNet(len(card.classes), 6) if model == "ecg_beats" else
+                    RhythmNet(len(card.classes)), str(card.path("fp32")))
+    engine = OnnxRuntimeEngine(card, "fp32")
+    engine.load()
+    batch = next(iter(example_batches(card)))
+    with torch.inference_mode():
+        eager = net(*(torch.from_numpy(batch[name]) for name in card.input_names)).numpy()
+    assert np.abs(eager - engine.infer(batch)).max() < 1e-5
+    with pytest.raises(ValueError, match="no match"):
+        from_onnx(RhythmNet(len(card.classes)) if model == "ecg_beats" else
+                  BeatNet(len(card.classes), 6), str(card.path("fp32")))

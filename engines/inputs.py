@@ -176,6 +176,52 @@ def collate(card: ModelCard, inputs: list[ModelInput],
     return {"values": values, "ages": ages, "ends": ends, "static": static}
 
 
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One graph input or output as an engine with fixed buffers (TensorRT) must size it:
+    its dtype and its largest dimensions after the batch. `varies` is the index (into
+    `dims`) of the length a call may fall short of, padded with zeros up to a bucket; it is
+    set only where that padding leaves the output unchanged (a timeline's events, which lie
+    past every code's end). `typical` is that length in everyday use."""
+
+    name: str
+    dtype: type
+    dims: tuple[int, ...]
+    varies: int | None = None
+    typical: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GraphShapes:
+    """What a card's graph reads and returns, and the batches it is run with: `max_batch`
+    rows at most per run (larger batches are split), `typical_batch` in everyday use."""
+
+    inputs: tuple[Tensor, ...]
+    output: Tensor
+    max_batch: int
+    typical_batch: int
+
+
+TYPICAL_EVENTS = 256
+
+
+def graph_shapes(card: ModelCard) -> GraphShapes:
+    """The shapes of the card's graph: the layout above for a timeline model (one patient,
+    or one patient's occlusion rows, fewer than 32 feature groups); an ECG model's from
+    `engines.signals.graph_shapes`."""
+    if card.kind != "timeline":
+        from engines.signals import graph_shapes as signal_shapes
+
+        return signal_shapes(card)
+    events = card.max_events
+    return GraphShapes(
+        inputs=(Tensor("values", np.float32, (events,), 0, TYPICAL_EVENTS),
+                Tensor("ages", np.float32, (events,), 0, TYPICAL_EVENTS),
+                Tensor("ends", np.int64, (len(card.vocabulary),)),
+                Tensor("static", np.float32, (len(card.static),))),
+        output=Tensor(card.output, np.float32, (1,)), max_batch=32, typical_batch=1)
+
+
 def example_batches(card: ModelCard) -> list[dict[str, np.ndarray]]:
     """A few batches of the shapes the card's model reads in use (warm-up, timing): for a
     timeline model one patient of 1, 64 and 512 events; for an ECG model those of

@@ -26,6 +26,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from engines.card import ModelCard
+    from engines.inputs import GraphShapes
 
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "pre_over_local", "post_over_local",
                "local_over_mean")
@@ -148,6 +149,23 @@ def strip_windows(cleaned: np.ndarray, rate_hz: float, window_s: float,
     if starts[-1] + width < n:
         starts.append(n - width)
     return [(s, s + width) for s in starts]
+
+
+def graph_shapes(card: ModelCard) -> GraphShapes:
+    """The ECG graphs' shapes (module docstring). Nothing in them may be padded: a longer
+    beat window or strip would change what the network reads (the rhythm model's mean
+    pools over the whole strip), so only the batch varies. A 30-min Holter record's
+    ~2,200 beats run in batches of 1,024; a strip's windows (at most 24 in 2 min) in one."""
+    from engines.inputs import GraphShapes, Tensor
+
+    spec = SignalSpec.from_card(card.raw["signal"])
+    output = Tensor(card.output, np.float32, (len(card.classes),))
+    if card.kind == "ecg_beats":
+        return GraphShapes((Tensor("beat", np.float32, (1, spec.window[0] + spec.window[1])),
+                            Tensor("rr", np.float32, (len(RR_FEATURES),))),
+                           output, max_batch=1024, typical_batch=64)
+    return GraphShapes((Tensor("strip", np.float32, (1, int(spec.strip_s * spec.rate_hz))),),
+                       output, max_batch=128, typical_batch=8)
 
 
 def example_batches(card: ModelCard) -> list[dict[str, np.ndarray]]:

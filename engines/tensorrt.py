@@ -48,15 +48,12 @@ import numpy as np
 
 from engines.base import Engine, EngineInfo, EngineUnavailable
 from engines.card import ModelCard, file_sha256
-from engines.inputs import INPUT_NAMES
+from engines.inputs import GraphShapes, Tensor, graph_shapes
 
 log = logging.getLogger("clarion.engines")
 
-MAX_BATCH = 32  # one patient, or one patient's occlusion batch (< 32 feature groups)
-TYPICAL_EVENTS = 256
 WORKSPACE_BYTES = 256 * 1024 * 1024
 SHAPE_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048)
-_NP = {"values": np.float32, "ages": np.float32, "ends": np.int64, "static": np.float32}
 # TensorRT-RTX targets: the edition's own default set (its documentation, "CPU-Only AOT"),
 # named on the builder config so the plan and its metadata say what it runs on. Turing
 # (7.5) is left out, as by default; Hopper (9.0, data-centre GPUs) is not an RTX target.
@@ -221,25 +218,37 @@ def cache_key(model_sha256: str, edition_tag: str, targets: tuple[str, ...],
     return f"{model_sha256[:16]}-{edition_tag}-{sm}-{os_name}"
 
 
-def bucket_for(events: int) -> int:
-    """The padded history length to run (and capture a CUDA graph for)."""
-    for size in SHAPE_BUCKETS:
+def bucket_for(events: int, largest: int = SHAPE_BUCKETS[-1]) -> int:
+    """The padded length to run (and capture a CUDA graph for): the smallest of
+    SHAPE_BUCKETS (then `largest`) that holds `events`."""
+    for size in (*(b for b in SHAPE_BUCKETS if b < largest), largest):
         if events <= size:
             return size
-    raise ValueError(f"history of {events} events exceeds the profile maximum "
-                     f"{SHAPE_BUCKETS[-1]}")
+    raise ValueError(f"a length of {events} exceeds the profile maximum {largest}")
+
+
+def rows_bucket(rows: int, max_batch: int) -> int:
+    """Rows run as the next power of two (zero rows added, their outputs dropped), so the
+    CUDA graphs captured stay few whatever the batch sizes."""
+    size = 1
+    while size < rows:
+        size *= 2
+    return min(size, max_batch)
 
 
 def profile_shapes(card: ModelCard) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """One optimization profile: (min, opt, max) per input — 1 / typical / 2,048 events."""
-    static, vocab = len(card.static), len(card.vocabulary)
-    events = (1, TYPICAL_EVENTS, card.max_events)
-    shapes: dict[str, tuple[tuple[int, ...], ...]] = {
-        name: ((1, events[0]), (1, events[1]), (MAX_BATCH, events[2]))
-        for name in ("values", "ages")}
-    shapes["ends"] = ((1, vocab), (1, vocab), (MAX_BATCH, vocab))
-    shapes["static"] = ((1, static), (1, static), (MAX_BATCH, static))
-    return shapes
+    """One optimization profile: (min, opt, max) per input, from the card's graph shapes
+    (engines/inputs.graph_shapes): 1 / typical / largest batch, and along a length that
+    varies, 1 / typical / largest (a timeline's 2,048 events)."""
+    shapes = graph_shapes(card)
+    out: dict[str, tuple[tuple[int, ...], ...]] = {}
+    for tensor in shapes.inputs:
+        lo, opt = list(tensor.dims), list(tensor.dims)
+        if tensor.varies is not None:
+            lo[tensor.varies], opt[tensor.varies] = 1, tensor.typical
+        out[tensor.name] = ((1, *lo), (shapes.typical_batch, *opt),
+                            (shapes.max_batch, *tensor.dims))
+    return out
 
 
 def nvidia_smi() -> str:
@@ -331,7 +340,8 @@ class TensorRTEngine(Engine):
         self._runtime_cache_path: Path | None = None
         self._stream: Any = None
         self._device: dict[str, int] = {}
-        self._graphs: dict[tuple[int, int], Any] = {}
+        self._graphs: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self._shapes: GraphShapes = graph_shapes(card)
         self.plan: Path | None = None
         self.metadata: dict[str, Any] = {}
         self.built = False
@@ -376,10 +386,6 @@ class TensorRTEngine(Engine):
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> None:
-        if self.card.kind != "timeline":
-            raise EngineUnavailable(f"{self.card.id}: this engine's bindings and profiles are "
-                                    "written for timeline models; ECG models run on ONNX "
-                                    "Runtime")
         edition = self.edition()
         try:
             self._load(edition)
@@ -538,52 +544,67 @@ class TensorRTEngine(Engine):
         return bytes(serialized), metadata
 
     def _allocate(self) -> None:
+        """Device buffers for the largest shapes of the profile, bound once."""
         cudart = self._cudart_mod
-        largest = {"values": (MAX_BATCH, self.card.max_events),
-                   "ages": (MAX_BATCH, self.card.max_events),
-                   "ends": (MAX_BATCH, len(self.card.vocabulary)),
-                   "static": (MAX_BATCH, len(self.card.static)), "risk": (MAX_BATCH, 1)}
-        for name, shape in largest.items():
-            dtype = _NP.get(name, np.float32)
-            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            self._device[name] = _check(cudart.cudaMalloc(size), cudart)
-            self._context.set_tensor_address(name, self._device[name])
+        for tensor in (*self._shapes.inputs, self._shapes.output):
+            size = self._shapes.max_batch * int(np.prod(tensor.dims)) * \
+                np.dtype(tensor.dtype).itemsize
+            self._device[tensor.name] = _check(cudart.cudaMalloc(size), cudart)
+            self._context.set_tensor_address(tensor.name, self._device[tensor.name])
 
     # -- inference ---------------------------------------------------------------------
     def infer(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """The card's output for `batch` (a risk per row, or a row of class probabilities):
+        split into runs of at most the profile's largest batch, each padded to its shape
+        bucket."""
         if self._context is None:
             self.load()
+        shapes = self._shapes
+        rows = len(batch[shapes.inputs[0].name])
+        if rows > shapes.max_batch:
+            return np.concatenate([self.infer({k: v[i:i + shapes.max_batch]
+                                               for k, v in batch.items()})
+                                   for i in range(0, rows, shapes.max_batch)])
         cudart = self._cudart_mod
-        rows, events = batch["values"].shape
-        if rows > MAX_BATCH:
-            return np.concatenate([self.infer({k: v[i:i + MAX_BATCH] for k, v in batch.items()})
-                                   for i in range(0, rows, MAX_BATCH)])
-        padded = self._pad(batch, bucket_for(events))
         kind = cudart.cudaMemcpyKind
-        for name in INPUT_NAMES:
-            host = np.ascontiguousarray(padded[name])
-            self._context.set_input_shape(name, host.shape)
-            _check(cudart.cudaMemcpyAsync(self._device[name], host.ctypes.data, host.nbytes,
-                                          kind.cudaMemcpyHostToDevice, self._stream), cudart)
-        self._run((rows, padded["values"].shape[1]))
-        out = np.empty((rows, 1), dtype=np.float32)
-        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._device["risk"], out.nbytes,
+        run_shape = []
+        for tensor in shapes.inputs:
+            host = np.ascontiguousarray(self._pad(tensor, batch[tensor.name],
+                                                  rows_bucket(rows, shapes.max_batch)))
+            self._context.set_input_shape(tensor.name, host.shape)
+            _check(cudart.cudaMemcpyAsync(self._device[tensor.name], host.ctypes.data,
+                                          host.nbytes, kind.cudaMemcpyHostToDevice,
+                                          self._stream), cudart)
+            run_shape.append(host.shape)
+        self._run(tuple(run_shape))
+        output = shapes.output
+        out = np.empty((rows, *output.dims), dtype=output.dtype)
+        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._device[output.name], out.nbytes,
                                       kind.cudaMemcpyDeviceToHost, self._stream), cudart)
         _check(cudart.cudaStreamSynchronize(self._stream), cudart)
-        return out.reshape(-1)
+        return out if self.card.is_classifier else out.reshape(-1)
 
-    def _pad(self, batch: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
-        """Pad histories to the shape bucket; padding lies past every code's end, so risk is
-        unchanged."""
-        rows, events = batch["values"].shape
-        out = {"ends": batch["ends"], "static": batch["static"]}
-        for name in ("values", "ages"):
-            padded = np.zeros((rows, length), dtype=_NP[name])
-            padded[:, :events] = batch[name]
-            out[name] = padded
-        return out
+    def _pad(self, tensor: Tensor, array: np.ndarray, rows: int) -> np.ndarray:
+        """`array` as the engine runs it: `rows` rows (zero rows added), and along the
+        length that may vary, zero padded to its bucket (padding the model does not read:
+        events past every code's end). Any other shape than the profile's is an error."""
+        dims = list(array.shape[1:])
+        if tensor.varies is not None:
+            dims[tensor.varies] = bucket_for(array.shape[1 + tensor.varies],
+                                             tensor.dims[tensor.varies])
+        if len(dims) != len(tensor.dims) or any(
+                d != t for i, (d, t) in enumerate(zip(dims, tensor.dims, strict=True))
+                if i != tensor.varies):
+            raise ValueError(f"{self.card.id}: input {tensor.name} of shape "
+                             f"{tuple(array.shape)}; this engine runs [batch, "
+                             f"{', '.join(map(str, tensor.dims))}]")
+        if array.shape == (rows, *dims):
+            return array.astype(tensor.dtype, copy=False)
+        padded = np.zeros((rows, *dims), dtype=tensor.dtype)
+        padded[tuple(slice(0, n) for n in array.shape)] = array
+        return padded
 
-    def _run(self, shape: tuple[int, int]) -> None:
+    def _run(self, shape: tuple[tuple[int, ...], ...]) -> None:
         """execute_async_v3 on our stream; replay a CUDA graph per shape bucket if enabled."""
         cudart = self._cudart_mod
         if not self._use_graphs:

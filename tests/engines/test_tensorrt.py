@@ -234,3 +234,56 @@ def test_rtx_runtime_cache_is_kept_beside_the_plan(card: ModelCard, tmp_path: Pa
     assert not again.built
     [context] = again._engine.contexts
     assert context.runtime_config.cache.kernels == {"1x64"}  # read back: no JIT again
+
+
+# -- ECG models: the same engine, shapes from the card (engines/inputs.graph_shapes) --------
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_ecg_models_run_through_the_same_engine(tmp_path: Path, graphs: bool) -> None:
+    """Beats in any number (a strip's 38, a Holter record's 2,200: split at 1,024 rows, rows
+    padded to a power of two) and rhythm windows give ONNX Runtime's class probabilities;
+    the CUDA graphs captured stay one per rows bucket."""
+    rng = np.random.default_rng(0)
+    for model, batches in (
+            ("ecg_beats", [{"beat": rng.normal(size=(n, 1, 256)).astype(np.float32),
+                            "rr": rng.uniform(0.5, 1.5, (n, 6)).astype(np.float32)}
+                           for n in (38, 2200, 40, 1)]),
+            ("ecg_rhythm", [{"strip": rng.normal(size=(n, 1, 3000)).astype(np.float32)}
+                            for n in (5, 3, 32)])):
+        ecg = load_card(model)
+        cudart = FakeCudart()
+        engine = _engine(ecg, tmp_path / model, cudart=cudart, use_cuda_graphs=graphs)
+        reference = OnnxRuntimeEngine(ecg)
+        for batch in batches:
+            out = engine.infer(batch)
+            assert out.shape == (len(next(iter(batch.values()))), len(ecg.classes))
+            np.testing.assert_allclose(out, reference.infer(batch), atol=1e-6)
+        if graphs and model == "ecg_beats":
+            # rows run: 64 (38 and 40 share it), 1024 (twice, then 152 → 256), 1
+            assert cudart.graphs_instantiated == 4 and cudart.graph_launches == 2
+    engine.close()
+
+
+def test_ecg_profile_and_a_wrong_shape(tmp_path: Path) -> None:
+    trt = FakeTensorRT()
+    beats = _engine(load_card("ecg_beats"), tmp_path, trt)
+    beats.load()
+    [profile] = trt.builds[-1]["profiles"]
+    assert profile == {"beat": ((1, 1, 256), (64, 1, 256), (1024, 1, 256)),
+                       "rr": ((1, 6), (64, 6), (1024, 6))}
+    assert beats.metadata["inputs"] == ["beat", "rr"]
+    rhythm = _engine(load_card("ecg_rhythm"), tmp_path, trt)
+    with pytest.raises(ValueError, match=r"strip of shape \(2, 1, 2999\).*\[batch, 1, 3000\]"):
+        rhythm.infer({"strip": np.zeros((2, 1, 2999), dtype=np.float32)})
+
+
+def test_selection_gates_an_ecg_model_on_tensorrt(tmp_path: Path) -> None:
+    ecg = load_card("ecg_rhythm")
+    chosen = select_engine(ecg, tmp_path, tensorrt_factory=lambda: _engine(ecg, tmp_path))
+    assert chosen.engine.name == "tensorrt-fp32" and chosen.candidates[0].gate is not None
+    lossy = FakeTensorRT(noise=0.6)
+    refused = select_engine(ecg, tmp_path / "b",
+                            tensorrt_factory=lambda: _engine(ecg, tmp_path / "b", lossy))
+    assert refused.engine.name == "onnxruntime-cpu"
+    reason = refused.candidates[0].reason
+    assert not refused.candidates[0].usable and "KL" in reason and "macro-F1" in reason

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("engines", help="which inference engines are available, and why not")
     _common(p)
-    p.add_argument("--model", default="t2d")
+    p.add_argument("--model", default="all", help="a model id, or all (the default)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("score", help="score stored patients with the risk model")
@@ -476,23 +476,35 @@ def _engine_selection(config: Config, model: str, choice: str = "auto"):  # type
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
+    from engines.card import shipped_models
+
     config = _load(args)
-    card, selection = _engine_selection(config, args.model)
-    info = selection.engine.describe()
-    rows = [{"engine": c.name, "usable": c.usable, "reason": c.reason,
-             "gate": None if c.gate is None else {
-                 "patients": c.gate.patients, "max_abs_diff": round(c.gate.max_abs_diff, 6),
-                 "mean_kl": round(c.gate.mean_kl, 6), "auroc_drop": round(c.gate.auroc_drop, 5),
-                 "passed": c.gate.passed}} for c in selection.candidates]
+    models = shipped_models() if args.model == "all" else [args.model]
+    reports = []
+    for model in models:
+        card, selection = _engine_selection(config, model)
+        info = selection.engine.describe()
+        rows = [{"engine": c.name, "usable": c.usable, "reason": c.reason,
+                 "gate": None if c.gate is None else {
+                     "validation_rows": c.gate.patients,
+                     "max_abs_diff": round(c.gate.max_abs_diff, 6),
+                     "mean_kl": round(c.gate.mean_kl, 6),
+                     # a classifier's gate compares calls (macro-F1, points), a risk's AUROC
+                     ("macro_f1_drop" if card.is_classifier else "auroc_drop"):
+                         round(c.gate.auroc_drop, 5), "passed": c.gate.passed}}
+                for c in selection.candidates]
+        reports.append({"model": f"{card.id} {card.version}", "selected": info.name,
+                        "precision": info.precision, "file": Path(info.model_file).name,
+                        "details": info.details, "candidates": rows})
     if args.json:
-        print(json.dumps({"model": f"{card.id} {card.version}", "selected": info.name,
-                          "details": info.details, "candidates": rows}, indent=2))
+        print(json.dumps({"models": reports}, indent=2))
         return 0
-    print(f"model {card.id} {card.version}: using {info.name} ({info.precision}, "
-          f"{Path(info.model_file).name})")
-    for row in rows:
-        mark = "yes" if row["usable"] else "no "
-        print(f"  [{mark}] {row['engine']:24} {row['reason']}")
+    for report in reports:
+        print(f"model {report['model']}: using {report['selected']} ({report['precision']}, "
+              f"{report['file']})")
+        for row in report["candidates"]:
+            mark = "yes" if row["usable"] else "no "
+            print(f"  [{mark}] {row['engine']:24} {row['reason']}")
     return 0
 
 

@@ -115,13 +115,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def shipped_models(models_dir: Path = MODELS_DIR) -> list[str]:
+    """The ids of the models under `models_dir` (each folder with a card), sorted."""
+    if not models_dir.exists():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if (p / "card.json").exists())
+
+
 def load_card(model: str | Path, models_dir: Path = MODELS_DIR) -> ModelCard:
     """Load a card by model id (under `models_dir`) or by directory path."""
     directory = Path(model) if Path(model).is_dir() else models_dir / str(model)
     path = directory / "card.json"
     if not path.exists():
-        available = sorted(p.name for p in models_dir.iterdir() if (p / "card.json").exists()) \
-            if models_dir.exists() else []
+        available = shipped_models(models_dir)
         raise FileNotFoundError(f"no model card at {path}; available models: "
                                 f"{', '.join(available) or 'none'}")
     data = json.loads(path.read_text(encoding="utf-8"))

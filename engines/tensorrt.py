@@ -578,7 +578,7 @@ class TensorRTEngine(Engine):
             run_shape.append(host.shape)
         self._run(tuple(run_shape))
         output = shapes.output
-        out = np.empty((rows, *output.dims), dtype=output.dtype)
+        out: np.ndarray = np.empty((rows, *output.dims), dtype=output.dtype)
         _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._device[output.name], out.nbytes,
                                       kind.cudaMemcpyDeviceToHost, self._stream), cudart)
         _check(cudart.cudaStreamSynchronize(self._stream), cudart)

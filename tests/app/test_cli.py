@@ -88,3 +88,24 @@ def test_config_default_prints_every_section(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for section in ("[listener]", "[database]", "[ingest]", "[logging]", "[paths]"):
         assert section in out
+
+
+def test_engines_lists_every_shipped_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """IT sees, per model, the engine in use and why each other one is not: the ECG models
+    too, each with the gate its kind has (macro-F1 of the calls for a classifier)."""
+    monkeypatch.setenv("CLARION_PATHS__DATA_DIR", str(tmp_path / "data"))
+    assert main(["engines", "--json"]) == 0
+    reports = {r["model"].split()[0]: r for r in json.loads(capsys.readouterr().out)["models"]}
+    assert set(reports) == {"t2d", "ecg_beats", "ecg_rhythm"}
+    for report in reports.values():
+        assert report["candidates"][-1] == {"engine": "onnxruntime-cpu", "usable": True,
+                                            "reason": "the reference (FP32)", "gate": None}
+        assert report["candidates"][0]["engine"] == "tensorrt"
+    int8 = {c["engine"]: c for c in reports["ecg_beats"]["candidates"]}["onnxruntime-cpu-int8"]
+    assert "macro_f1_drop" in int8["gate"] and "auroc_drop" not in int8["gate"]
+    assert "ships no int8 model" in reports["ecg_rhythm"]["candidates"][1]["reason"]
+    assert main(["engines", "--model", "ecg_rhythm"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("model ecg_rhythm 1.0.0: using onnxruntime-cpu (fp32, model.onnx)")
+    assert "t2d" not in text

@@ -86,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
+    p = sub.add_parser("department", help="a department's database roles and row-level "
+                       "security (PostgreSQL; run by the DBA, docs/department.md)")
+    dept_sub = p.add_subparsers(dest="department_command", metavar="ACTION", required=True)
+    init = dept_sub.add_parser("init", help="the workstations' group role, its grants and "
+                               "policies, and a department's points of care")
+    _common(init)
+    init.add_argument("--department", required=True, help="e.g. ED")
+    init.add_argument("--locations", required=True,
+                      help="its points of care, comma-separated (PV1-3.1 codes, e.g. ER,ER-OBS)")
+    init.add_argument("--group", default="clarion_workstation", help="the group role")
+    init.add_argument("--sql", action="store_true", help="print the statements, run nothing")
+    add = dept_sub.add_parser("add-workstation", help="a login role for one workstation (or "
+                              "one clinician's certificate) in a department")
+    _common(add)
+    add.add_argument("role", help="the database role (the certificate's CN), e.g. ws_er_1")
+    add.add_argument("--department", required=True)
+    add.add_argument("--workstation", required=True, help="the name its events record")
+    add.add_argument("--clinician", default="", help="for a clinician's own role")
+    add.add_argument("--group", default="clarion_workstation")
+    add.add_argument("--sql", action="store_true", help="print the statements, run nothing")
+
     p = sub.add_parser("engines", help="which inference engines are available, and why not")
     _common(p)
     p.add_argument("--model", default="all", help="a model id, or all (the default)")
@@ -475,6 +496,43 @@ def _engine_selection(config: Config, model: str, choice: str = "auto"):  # type
     return card, Selection(engine, [Candidate(engine.name, True, "chosen with --engine")])
 
 
+def cmd_department(args: argparse.Namespace) -> int:
+    from app.store.department import (
+        DepartmentError,
+        department_statements,
+        init_statements,
+        run,
+        workstation_statements,
+    )
+
+    config = _load(args)
+    engine = _store(config)  # migrated: the tables and functions the grants name
+    if args.department_command == "init":
+        def build(conn):  # type: ignore[no-untyped-def]
+            return [*init_statements(conn, args.group),
+                    *department_statements(args.department, args.locations.split(","))]
+    else:
+        def build(conn):  # type: ignore[no-untyped-def]
+            return workstation_statements(conn, args.role, args.department, args.workstation,
+                                          args.clinician, args.group)
+    try:
+        statements = run(engine, build, execute=not args.sql)
+    except DepartmentError as exc:
+        print(f"clarion department: {exc}", file=sys.stderr)
+        return 2
+    if args.sql:
+        print(";\n".join(statements) + ";")
+    elif args.department_command == "init":
+        print(f"department {args.department}: points of care {args.locations}; group role "
+              f"{args.group} may read its department's patients and append to the adoption "
+              f"log ({len(statements)} statements)")
+    else:
+        print(f"role {args.role}: workstation {args.workstation} in {args.department}"
+              + (f", clinician {args.clinician}" if args.clinician else "")
+              + f"; connect with postgresql+psycopg://{args.role}@HOST/DB?sslmode=verify-full")
+    return 0
+
+
 def cmd_engines(args: argparse.Namespace) -> int:
     from engines.card import shipped_models
 
@@ -834,7 +892,7 @@ def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
         "patient": cmd_patient_show, "hl7": cmd_hl7_validate, "engines": cmd_engines,
         "score": cmd_score, "model": cmd_model, "demo": cmd_demo, "open": cmd_open,
         "stats": cmd_stats, "app": cmd_app, "report": cmd_report, "dashboard": cmd_dashboard,
-        "doctor": cmd_doctor,
+        "doctor": cmd_doctor, "department": cmd_department,
     }
     try:
         return handlers[args.command](args)

@@ -336,3 +336,27 @@ class WaveformRecord(Base):
     status: Mapped[str] = mapped_column(String(16))
     problems: Mapped[str] = mapped_column(Text, default="")  # one per line
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DepartmentLocation(Base):
+    """Which points of care (PV1-3.1) make up a department: a workstation's database role
+    sees the patients with an encounter at one of its department's locations (row-level
+    security, `clarion department init`, app/store/department.py)."""
+
+    __tablename__ = "clarion_departments"
+
+    department: Mapped[str] = mapped_column(String(128), primary_key=True)
+    location: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class DatabaseRole(Base):
+    """A workstation's database role (or a clinician's, one per certificate): its department
+    and the names the adoption log records for it. A trigger stamps every event a mapped
+    role inserts with these, whatever the client wrote (migration 0009)."""
+
+    __tablename__ = "clarion_db_roles"
+
+    role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    department: Mapped[str] = mapped_column(String(128))
+    workstation: Mapped[str] = mapped_column(String(128))
+    clinician: Mapped[str] = mapped_column(String(128), default="")

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
+    p = sub.add_parser("workstation", help="a department workstation without a screen: "
+                       "follows the journal, prints each banner as a JSON line")
+    _common(p)
+
     p = sub.add_parser("department", help="a department's database roles and row-level "
                        "security (PostgreSQL; run by the DBA, docs/department.md)")
     dept_sub = p.add_subparsers(dest="department_command", metavar="ACTION", required=True)
@@ -496,6 +500,12 @@ def _engine_selection(config: Config, model: str, choice: str = "auto"):  # type
     return card, Selection(engine, [Candidate(engine.name, True, "chosen with --engine")])
 
 
+def cmd_workstation(args: argparse.Namespace) -> int:
+    from app.clinic.headless import run_workstation
+
+    return run_workstation(_load(args))
+
+
 def cmd_department(args: argparse.Namespace) -> int:
     from app.store.department import (
         DepartmentError,
@@ -893,6 +903,7 @@ def main(argv: Sequence[str] | None = None, gui: GuiRunner | None = None,
         "score": cmd_score, "model": cmd_model, "demo": cmd_demo, "open": cmd_open,
         "stats": cmd_stats, "app": cmd_app, "report": cmd_report, "dashboard": cmd_dashboard,
         "doctor": cmd_doctor, "department": cmd_department,
+        "workstation": cmd_workstation,
     }
     try:
         return handlers[args.command](args)

@@ -50,6 +50,8 @@ def run_checks(load: Callable[[], Config], version: str,
                check_logs(config)]
     database, migrated = check_database(config)
     checks.append(database)
+    if migrated and config.department.role != "standalone":
+        checks.append(check_peers(config))
     if config.department.role != "workstation":  # a workstation does not listen
         checks.append(check_listener(config))
     checks.append(check_engines(config))
@@ -98,6 +100,46 @@ def check_role(config: Config) -> Check:
                      "store; workstations follow its change journal")
     return Check("role", OK, "workstation: does not listen; follows the department's "
                  "change journal and shows banners for patients routed here")
+
+
+def check_peers(config: Config) -> Check:
+    """A department's other half, as the database sees it: for a workstation, the role it
+    connects as, its department (docs/department.md) and the journal's latest change it
+    can see; for the receiver, the workstation roles and how many are connected now."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.store.db import make_engine
+
+    engine = make_engine(config.database_url)
+    try:
+        with engine.connect() as conn:
+            if config.department.role == "workstation":
+                role, department = conn.execute(text(
+                    "SELECT session_user, clarion_role_department()")).one()
+                last = conn.scalar(text("SELECT max(processed_at) FROM patient_changes"))
+                if department is None:
+                    return Check("peers", WARN, f"connected as {role}, which is not a "
+                                 "department's workstation role: it reads every patient; "
+                                 f"run `clarion department add-workstation {role} "
+                                 "--department ...` (docs/department.md)")
+                seen = f"latest change it can see: {last:%Y-%m-%d %H:%M} UTC" if last \
+                    else "no change in its journal yet"
+                return Check("peers", OK, f"connected as {role}, a workstation of "
+                             f"{department}; {seen}")
+            roles, connected = conn.execute(text(
+                "SELECT count(*), count(*) FILTER (WHERE role_name IN "
+                "(SELECT usename FROM pg_stat_activity)) FROM clarion_db_roles")).one()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return Check("peers", WARN, f"the department's roles cannot be read: {reason}")
+    finally:
+        engine.dispose()
+    if not roles:
+        return Check("peers", WARN, "no workstation roles in this store: workstations "
+                     "connecting as the owner read every patient; see `clarion department "
+                     "init` (docs/department.md)")
+    return Check("peers", OK, f"{roles} workstation role(s), {connected} connected now")
 
 
 def check_data_dir(config: Config) -> Check:

@@ -19,6 +19,12 @@ Parsers compared on the ACK path:
 process, which takes longer than a short run) to the last ACK; "processed msg/s" from the
 same moment until the last message is in the patient store.
 
+The peer (`--peer`, on by default where node and the peer are installed): Medplum's
+`Hl7Server` (npm @medplum/hl7, bench/peers/medplum; `npm ci --prefix bench/peers/medplum`)
+answering each message with an ACK as soon as it has parsed it, storing nothing: the
+same sender process, messages and connections, in the same run; the table after the
+main one sets Clarion's durable ACK rate beside it.
+
 For a quick look at some rows: --stores sqlite --messages adt --connections 8
 --parsers msh-only --no-paced (each selects a subset; see --help).
 """
@@ -215,6 +221,51 @@ def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int
             "max": max(latencies)}
 
 
+PEER = Path(__file__).resolve().parent / "peers" / "medplum"
+
+
+def peer_available() -> str:
+    """'' when the Medplum peer can run here, else why not (and the command that fixes it)."""
+    import shutil
+
+    if shutil.which("node") is None:
+        return "node is not installed (apt-get install nodejs npm)"
+    if not (PEER / "node_modules" / "@medplum" / "hl7").exists():
+        return f"the peer is not installed (npm ci --prefix {PEER.relative_to(Path.cwd())})"
+    return ""
+
+
+def run_peer(make: Callable[[int, random.Random], bytes], connections: int,
+             total: int) -> dict[str, float]:
+    """Medplum's Hl7Server, in node, acknowledging each message at once (nothing stored),
+    timed by the same sender as `run`."""
+    import subprocess
+
+    node = subprocess.Popen(["node", str(PEER / "server.mjs"), "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert node.stdout is not None
+        line = node.stdout.readline().split()
+        if line[:1] != ["ready"]:
+            raise RuntimeError(f"the Medplum peer did not start: {line}")
+        rng = random.Random(7)
+        payloads = [make(n, rng) for n in range(total)]
+        ctx = multiprocessing.get_context("spawn")
+        results: Any = ctx.Queue()
+        proc = ctx.Process(target=send_all_paced,
+                           args=(int(line[1]), payloads, connections, None, results))
+        proc.start()
+        latencies, error, started, last_ack = results.get(timeout=3600)
+        proc.join()
+        if error:
+            raise RuntimeError(error)
+    finally:
+        node.terminate()
+        node.wait(10)
+    return {"ack_per_s": total / (last_ack - started), "p50": statistics.median(latencies),
+            "p99": percentile(latencies, 99)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,6 +279,8 @@ def main() -> None:
     parser.add_argument("--connections", default="1,8")
     parser.add_argument("--messages", default="adt,oru", help="message kinds to run")
     parser.add_argument("--no-paced", action="store_true", help="skip the 200/s rows")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip the comparison with Medplum's Hl7Server")
     args = parser.parse_args()
     parsers = args.parsers.split(",")
     connection_counts = [int(c) for c in args.connections.split(",")]
@@ -269,6 +322,27 @@ def main() -> None:
                 row(store_kind, kind, 8, "msh-only", "200/s",
                     run(kind, make, 8, paced_total, store_kind, "msh-only", pg_url, folder,
                         rate=200))
+    if args.no_peer or "msh-only" not in parsers:
+        return
+    why = peer_available()
+    if why:
+        print(f"\nMedplum peer not run: {why}")
+        return
+    print("\nDurable ACKs beside a peer that stores nothing: Medplum's Hl7Server "
+          "(@medplum/hl7 5.0.10, node " + os.popen("node --version").read().strip() + ")\n")
+    print("| message | conns | Medplum ACK msg/s | p50 ms | p99 ms | " + " | ".join(
+        f"Clarion {s} msg/s | ratio" for s in stores) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|---:|" * len(stores))
+    for kind, make in kinds.items():
+        for connections in connection_counts:
+            peer = run_peer(make, connections, args.total)
+            cells = []
+            for store_kind in stores:
+                ours = base.get((store_kind, kind, connections))
+                cells += [f"{ours:.0f}", f"{ours / peer['ack_per_s']:.2f}x"] if ours else \
+                    ["—", "—"]
+            print(f"| {kind} | {connections} | {peer['ack_per_s']:.0f} | {peer['p50']:.2f} | "
+                  f"{peer['p99']:.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ def result(mrn: str, control: str) -> str:
                        f"OBX|1|NM|4548-4^HbA1c^LN||6.3|%|||||F|||{STAMP}")
 
 
-def test_one_receiver_three_workstations(store: tuple[str, dict[str, str]],
-                                         tmp_path: Path) -> None:
+def test_one_receiver_three_workstations(store: tuple[str, dict[str, str]], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     owner_url, ws_urls = store
     receiver_config = write_config(tmp_path, "receiver", owner_url,
                                    department={"role": "receiver"},
@@ -220,6 +220,12 @@ def test_one_receiver_three_workstations(store: tuple[str, dict[str, str]],
         assert len(expected) == 6
         assert [r["change"] for r in workstations["ws2"].records if "change" in r] == expected
         assert [tuple(r) for r in logged] == [("ws2", "CLINIC", len(alerts))]
+        # the department's adoption, per workstation, from the one log
+        capsys.readouterr()
+        assert main(["stats", "--by", "workstation", "--json", "--db", owner_url]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert list(rows) == ["ws2"]
+        assert rows["ws2"]["alerts"] == rows["ws2"]["displayed"] == len(alerts)
     finally:
         codes = {p.name: p.stop() for p in (*workstations.values(), receiver)}
     assert codes == {"ws1": 0, "ws2": 0, "ws3": 0, "receiver": 0}, codes

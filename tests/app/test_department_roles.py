@@ -222,3 +222,21 @@ def test_sqlite_has_no_roles(tmp_path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["department", "init", "--department", "ED", "--locations", "ER", "--db",
                  f"sqlite:///{tmp_path / 'c.db'}"]) == 2
     assert "need PostgreSQL" in capsys.readouterr().err
+
+
+def test_doctor_names_the_role_and_its_department(department: dict[str, str]) -> None:
+    from app.config import Config
+    from app.doctor import check_peers
+
+    config = Config()
+    config.department.role = "workstation"
+    config.database.url = department["er_url"]
+    check = check_peers(config)
+    assert check.status == "ok" and f"connected as {department['er']}" in check.detail
+    assert "a workstation of ED" in check.detail and "latest change" in check.detail
+    config.database.url = department["owner"]  # a workstation on the owner's connection
+    check = check_peers(config)
+    assert check.status == "warn" and "clarion department add-workstation" in check.detail
+    config.department.role = "receiver"
+    check = check_peers(config)
+    assert check.status == "ok" and "2 workstation role(s)" in check.detail

@@ -43,14 +43,11 @@ def eager(kind: str):  # noqa: ANN201 - a torch module, or None without the trai
     try:
         import torch
 
-        from engines.training.ecg_model import BeatNet, RhythmNet, from_onnx
+        from engines.training.ecg_model import shipped
     except ImportError:
         return None
     torch.set_num_threads(1)
-    card = load_card(kind)
-    net = BeatNet(len(card.classes), len(rr_features(np.arange(4) * 300, 360.0)[0])) \
-        if kind == "ecg_beats" else RhythmNet(len(card.classes))
-    model = from_onnx(net, str(card.path("fp32")))
+    model = shipped(load_card(kind))
 
     def infer(batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():

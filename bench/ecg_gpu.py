@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from engines.training.ecg_model import BeatNet, RhythmNet, from_onnx
+from engines.card import load_card
+from engines.inputs import graph_shapes
+from engines.training.ecg_model import shipped
 
-MODELS = Path(__file__).resolve().parents[1] / "engines" / "models"
 # (what, beats in one batch, rhythm windows in one batch): a 30-s strip at ~75/min, 10-s
 # windows every 5 s; a 30-min record (MIT-BIH's median is ~2,200 beats), 30-s windows
 # every 15 s (app/ecg/analysis.py).
@@ -36,13 +35,6 @@ SHAPES = (("30-s strip", 38, 5), ("30-min record", 2200, 119))
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def load(kind: str, device: torch.device) -> torch.nn.Module:
-    card = json.loads((MODELS / kind / "card.json").read_text())
-    net = BeatNet(len(card["classes"]), 6) if kind == "ecg_beats" else \
-        RhythmNet(len(card["classes"]))
-    return from_onnx(net, str(MODELS / kind / card["files"]["fp32"])).to(device)
 
 
 def timed(fn, repeat: int) -> list[float]:  # noqa: ANN001
@@ -91,15 +83,16 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    beats, rhythm = load("ecg_beats", device), load("ecg_rhythm", device)
+    cards = {kind: load_card(kind) for kind in ("ecg_beats", "ecg_rhythm")}
+    models = {kind: shipped(card).to(device) for kind, card in cards.items()}
     rng = np.random.default_rng(0)
     rows = []
     for what, n_beats, n_windows in SHAPES:
-        for name, model, inputs in (
-                ("beat model", beats, [rng.normal(size=(n_beats, 1, 256)).astype(np.float32),
-                                       rng.normal(size=(n_beats, 6)).astype(np.float32)]),
-                ("rhythm model", rhythm,
-                 [rng.normal(size=(n_windows, 1, 3000)).astype(np.float32)])):
+        for name, kind, rows_in in (("beat model", "ecg_beats", n_beats),
+                                    ("rhythm model", "ecg_rhythm", n_windows)):
+            model = models[kind]
+            inputs = [rng.normal(size=(rows_in, *t.dims)).astype(np.float32)
+                      for t in graph_shapes(cards[kind]).inputs]
             eager, replay = runners(model, inputs, device)
             assert np.allclose(eager(), replay(), atol=1e-4)
             rows.append((what, name, inputs[0].shape[0], timed(eager, args.repeat),

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from app.adoption.log import AlertEventType
 from app.clinic.alerts import Alert
 from app.clinic.service import ClinicService
 from app.config import Config, ConfigError
@@ -53,8 +54,6 @@ def run_workstation(config: Config, out: Callable[[str], None] | None = None,
     lock = threading.Lock()
 
     def shown(alert: Alert) -> None:
-        from app.adoption.log import AlertEventType
-
         clinic.record(alert, AlertEventType.DISPLAYED,
                       detail={"latency_ms": alert.latency_at(datetime.now(UTC))})
         with lock:

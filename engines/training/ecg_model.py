@@ -13,8 +13,15 @@ ends in a softmax: the graph's output `probs` is the class probabilities.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+from engines.signals import RR_FEATURES
+
+if TYPE_CHECKING:
+    from engines.card import ModelCard
 
 
 class _Block(nn.Module):
@@ -128,3 +135,16 @@ def from_onnx(net: nn.Module, path: str) -> nn.Module:
     if unused:
         raise ValueError(f"{path}: weights for no layer of the network: {sorted(unused)}")
     return net.eval()
+
+
+def network(card: ModelCard) -> nn.Module:
+    """The network a card's model was exported from, untrained: its classes, and for the
+    beat model its RR features."""
+    if card.kind == "ecg_beats":
+        return BeatNet(len(card.classes), len(RR_FEATURES))
+    return RhythmNet(len(card.classes))
+
+
+def shipped(card: ModelCard) -> nn.Module:
+    """The card's shipped FP32 model under PyTorch, in eval mode (`from_onnx`)."""
+    return from_onnx(network(card), str(card.path("fp32")))

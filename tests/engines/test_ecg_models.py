@@ -88,11 +88,10 @@ def test_the_shipped_weights_run_under_pytorch(model: str) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is the `train` extra "
                                 "(pip install -e '.[train]')")
     pytest.importorskip("onnx", reason="onnx comes with the `train` extra")
-    from engines.training.ecg_model import BeatNet, RhythmNet, from_onnx
+    from engines.training.ecg_model import from_onnx, network, shipped
 
     card = load_card(model)
-    net = from_onnx(BeatNet(len(card.classes), 6) if model == "ecg_beats" else
-                    RhythmNet(len(card.classes)), str(card.path("fp32")))
+    net = shipped(card)
     engine = OnnxRuntimeEngine(card, "fp32")
     engine.load()
     batch = next(iter(example_batches(card)))
@@ -100,5 +99,5 @@ def test_the_shipped_weights_run_under_pytorch(model: str) -> None:
         eager = net(*(torch.from_numpy(batch[name]) for name in card.input_names)).numpy()
     assert np.abs(eager - engine.infer(batch)).max() < 1e-5
     with pytest.raises(ValueError, match="no match"):
-        from_onnx(RhythmNet(len(card.classes)) if model == "ecg_beats" else
-                  BeatNet(len(card.classes), 6), str(card.path("fp32")))
+        other = load_card("ecg_rhythm" if model == "ecg_beats" else "ecg_beats")
+        from_onnx(network(other), str(card.path("fp32")))

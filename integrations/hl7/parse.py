@@ -6,10 +6,12 @@ python-hl7 parses a 25-segment ORU in under 2 ms here, where hl7apy takes ~36 ms
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import hl7
+import hl7.util
 
 from integrations.hl7.events import (
     ADT_ACTIONS,
@@ -29,6 +31,10 @@ from integrations.hl7.waveform import (
     is_ecg_document,
     set_samples_aside,
 )
+
+# python-hl7 logs a value it cannot unescape with the field's whole text: patient data,
+# which no log may hold. The value is still read, without the sequence it could not.
+logging.getLogger(hl7.util.logger.name).disabled = True
 
 # Types and triggers whose content Clarion uses. Everything else is stored and ignored.
 USED_TRIGGERS: dict[str, frozenset[str]] = {
@@ -58,40 +64,73 @@ def normalize_coding_system(system: str) -> str:
     return _CODING_SYSTEMS.get(system.strip().upper().replace(" ", ""), system.strip())
 
 
-def _descend(value: Any, indices: tuple[int, ...]) -> str:
-    """Walk python-hl7's nested containers by 1-based indices; '' where absent."""
-    for index in indices:
-        if isinstance(value, str):
-            return value if index == 1 else ""
-        try:
-            value = value[index - 1]
-        except IndexError:
+class Segment:
+    """One segment: split into fields when the message is read, each field split into
+    repetitions, components and subcomponents only where it is read.
+
+    python-hl7 built an object for every component of every field (a 20-OBX result
+    message is ~480 of them, more than half of the processing time); Clarion reads a few
+    fields of each segment. The answers are python-hl7's for the same indices (tested
+    against it, tests/integrations/test_parse_segments.py), except that a subcomponent
+    past the first of a component that has none is empty, as HL7 says, where python-hl7
+    gave the whole component."""
+
+    __slots__ = ("fields", "name", "_repetition", "_component", "_sub")
+
+    def __init__(self, line: str, field: str, separators: tuple[str, str, str]) -> None:
+        fields = line.split(field)
+        if fields[0] == "MSH":  # MSH-1 is the field separator itself: MSH-n is fields[n]
+            fields.insert(1, field)
+        self.fields = fields
+        self.name = fields[0].strip().upper()
+        self._repetition, self._component, self._sub = separators
+
+    def field(self, index: int) -> str:
+        """Field `index` as sent ('' where absent)."""
+        return self.fields[index] if index < len(self.fields) else ""
+
+    def repetitions(self, index: int) -> list[str]:
+        """The field's repetitions that are not empty."""
+        return [rep for rep in self.field(index).split(self._repetition) if rep]
+
+    def get(self, index: int, component: int = 1, repetition: int = 1, sub: int = 1) -> str:
+        """One value, '' where absent. Indices are 1-based, as in HL7."""
+        reps = self.field(index).split(self._repetition)
+        return self.part(reps[repetition - 1], component, sub) if repetition <= len(reps) else ""
+
+    def part(self, rep: str, component: int = 1, sub: int = 1) -> str:
+        """One component (subcomponent) of a repetition, '' where absent."""
+        components = rep.split(self._component)
+        if component > len(components):
             return ""
-    return value if isinstance(value, str) else str(value)
+        subs = components[component - 1].split(self._sub)
+        return subs[sub - 1] if sub <= len(subs) else ""
 
 
-def _get(segment: Any, field: int, component: int = 1, repetition: int = 1,
-         sub: int = 1) -> str:
-    """One value of a python-hl7 segment, '' where absent. Indices are 1-based, as in HL7."""
-    try:
-        value = segment[field]
-    except IndexError:
-        return ""
-    return _descend(value, (repetition, component, sub))
+class Message:
+    """A message's segments (`Segment`) and its escape sequences (HL7 2.10, python-hl7's
+    unescaping)."""
 
+    __slots__ = ("segments", "_escapes")
 
-def _repetitions(segment: Any, field: int) -> list[Any]:
-    try:
-        value = segment[field]
-    except IndexError:
-        return []
-    if isinstance(value, str):
-        return [value] if value else []
-    return [rep for rep in value if str(rep)]
+    def __init__(self, text: str) -> None:
+        text = text.strip()
+        if text[:3] != "MSH" or len(text) < 4:
+            raise ValueError(f"first segment is {text[:3]!r}, must be MSH")
+        field = text[3]
+        # MSH-2, as python-hl7 reads it: component, repetition, escape, subcomponent
+        encoding = text[4:text.find(field, 4)]
+        component = encoding[0] if len(encoding) > 0 else "^"
+        repetition = encoding[1] if len(encoding) > 1 else "~"
+        escape = encoding[2] if len(encoding) > 2 else "\\"
+        sub = encoding[3] if len(encoding) > 3 else "&"
+        separators = (repetition, component, sub)
+        self.segments = [Segment(line, field, separators) for line in text.split("\r")]
+        self._escapes = hl7.Message(separator="\r", esc=escape,
+                                    separators="\r" + field + repetition + component + sub)
 
-
-def _rep_get(rep: Any, component: int = 1, sub: int = 1) -> str:
-    return _descend(rep, (component, sub))
+    def unescape(self, value: str) -> str:
+        return str(self._escapes.unescape(value))
 
 
 def parse_timestamp(text: str, default_tz: tzinfo = UTC) -> datetime | None:
@@ -132,56 +171,56 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
-def _cx(rep: Any) -> Identifier | None:
-    value = _rep_get(rep, 1).strip()
+def _cx(segment: Segment, rep: str) -> Identifier | None:
+    value = segment.part(rep, 1).strip()
     if not value:
         return None
-    authority = _rep_get(rep, 4, 1).strip() or _rep_get(rep, 4, 2).strip()
-    return Identifier(value=value, authority=authority, type_code=_rep_get(rep, 5).strip())
+    authority = segment.part(rep, 4, 1).strip() or segment.part(rep, 4, 2).strip()
+    return Identifier(value=value, authority=authority, type_code=segment.part(rep, 5).strip())
 
 
-def _identifiers(segment: Any, field: int) -> tuple[Identifier, ...]:
-    found = (_cx(rep) for rep in _repetitions(segment, field))
+def _identifiers(segment: Segment, field: int) -> tuple[Identifier, ...]:
+    found = (_cx(segment, rep) for rep in segment.repetitions(field))
     return tuple(i for i in found if i is not None)
 
 
-def _patient(pid: Any) -> PatientInfo:
+def _patient(pid: Segment) -> PatientInfo:
     identifiers = (_identifiers(pid, 3) or _identifiers(pid, 2) or _identifiers(pid, 4))
     if not identifiers:
         raise MessageContentError("PID-3 has no patient identifier", hl7_code="101",
                                   location="PID^1^3")
     return PatientInfo(
         identifiers=identifiers,
-        family_name=_get(pid, 5, 1, 1, 1).strip(),
-        given_name=_get(pid, 5, 2).strip(),
-        birth_date=_parse_date(_get(pid, 7)),
-        sex=_get(pid, 8).strip().upper()[:1],
-        race=_get(pid, 10).strip(),
-        ethnicity=_get(pid, 22).strip(),
-        deceased=_get(pid, 30).strip().upper() == "Y",
+        family_name=pid.get(5, 1, 1, 1).strip(),
+        given_name=pid.get(5, 2).strip(),
+        birth_date=_parse_date(pid.get(7)),
+        sex=pid.get(8).strip().upper()[:1],
+        race=pid.get(10).strip(),
+        ethnicity=pid.get(22).strip(),
+        deceased=pid.get(30).strip().upper() == "Y",
     )
 
 
-def _location(segment: Any, field: int) -> str:
-    parts = [_get(segment, field, c) for c in (1, 2, 3, 4)]
+def _location(segment: Segment, field: int) -> str:
+    parts = [segment.get(field, c) for c in (1, 2, 3, 4)]
     return "^".join(parts).rstrip("^")
 
 
-def _provider(segment: Any, field: int) -> str:
-    return _get(segment, field, 1).strip() or _get(segment, field, 2).strip()
+def _provider(segment: Segment, field: int) -> str:
+    return segment.get(field, 1).strip() or segment.get(field, 2).strip()
 
 
-def _visit(pv1: Any, tz: tzinfo) -> VisitInfo:
+def _visit(pv1: Segment, tz: tzinfo) -> VisitInfo:
     return VisitInfo(
-        visit_number=_get(pv1, 19).strip(),
-        patient_class=_get(pv1, 2).strip(),
+        visit_number=pv1.get(19).strip(),
+        patient_class=pv1.get(2).strip(),
         location=_location(pv1, 3),
         prior_location=_location(pv1, 6),
         attending=_provider(pv1, 7),
         referring=_provider(pv1, 8),
         admitting=_provider(pv1, 17),
-        admitted_at=parse_timestamp(_get(pv1, 44), tz),
-        discharged_at=parse_timestamp(_get(pv1, 45), tz),
+        admitted_at=parse_timestamp(pv1.get(44), tz),
+        discharged_at=parse_timestamp(pv1.get(45), tz),
     )
 
 
@@ -192,132 +231,126 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _observation(message: Any, obx: Any, obr: Any | None, fallback_time: datetime | None,
+def _observation(message: Message, obx: Segment, obr: Segment | None,
+                 fallback_time: datetime | None,
                  tz: tzinfo) -> Observation:
-    value_type = _get(obx, 2).strip().upper()
-    code, display = _get(obx, 3, 1).strip(), _get(obx, 3, 2).strip()
-    system = normalize_coding_system(_get(obx, 3, 3))
-    alt_code, alt_system = _get(obx, 3, 4).strip(), normalize_coding_system(_get(obx, 3, 6))
+    value_type = obx.get(2).strip().upper()
+    code, display = obx.get(3, 1).strip(), obx.get(3, 2).strip()
+    system = normalize_coding_system(obx.get(3, 3))
+    alt_code, alt_system = obx.get(3, 4).strip(), normalize_coding_system(obx.get(3, 6))
     if not code and alt_code:
-        code, system, display = alt_code, alt_system, display or _get(obx, 3, 5)
+        code, system, display = alt_code, alt_system, display or obx.get(3, 5)
     loinc = code if system == "LOINC" else (alt_code if alt_system == "LOINC" else "")
     value_num: float | None = None
     comparator = ""
-    reps = _repetitions(obx, 5)
+    reps = obx.repetitions(5)
     if value_type == "NM":
-        value_text = _rep_get(reps[0]) if reps else ""
+        value_text = obx.part(reps[0]) if reps else ""
         value_num = _number(value_text)
     elif value_type == "SN":
         first = reps[0] if reps else ""
-        comparator, num1 = _rep_get(first, 1).strip(), _rep_get(first, 2).strip()
-        separator, num2 = _rep_get(first, 3).strip(), _rep_get(first, 4).strip()
+        comparator, num1 = obx.part(first, 1).strip(), obx.part(first, 2).strip()
+        separator, num2 = obx.part(first, 3).strip(), obx.part(first, 4).strip()
         value_text = f"{comparator}{num1}{separator}{num2}"
         value_num = _number(num1) if not separator else None
     elif value_type in ("CE", "CWE", "CNE", "CF"):
         value_text = "; ".join(
-            message.unescape(_rep_get(r, 2) or _rep_get(r, 1)) for r in reps)
+            message.unescape(obx.part(r, 2) or obx.part(r, 1)) for r in reps)
     elif value_type == "ED":
-        size = sum(len(str(r)) for r in reps)
+        size = sum(len(r) for r in reps)
         value_text = f"[encapsulated data, {size} characters, kept in the raw message]"
     else:
-        value_text = "\n".join(message.unescape(str(r)) for r in reps)
+        value_text = "\n".join(message.unescape(r) for r in reps)
     order_key = _order_key(obr)
-    observed_at = parse_timestamp(_get(obx, 14), tz)
+    observed_at = parse_timestamp(obx.get(14), tz)
     if obr is not None:
-        observed_at = observed_at or parse_timestamp(_get(obr, 7), tz)
+        observed_at = observed_at or parse_timestamp(obr.get(7), tz)
     return Observation(
-        set_id=_get(obx, 1).strip(),
+        set_id=obx.get(1).strip(),
         value_type=value_type,
         code=code,
         coding_system=system,
         display=message.unescape(display),
-        sub_id=_get(obx, 4).strip(),
+        sub_id=obx.get(4).strip(),
         loinc=loinc,
         value_text=value_text,
         value_num=value_num,
         comparator=comparator,
-        units=message.unescape(_get(obx, 6, 1).strip()),
-        reference_range=message.unescape(_get(obx, 7).strip()),
-        abnormal_flag=_get(obx, 8).strip(),
-        status=_get(obx, 11).strip().upper(),
+        units=message.unescape(obx.get(6, 1).strip()),
+        reference_range=message.unescape(obx.get(7).strip()),
+        abnormal_flag=obx.get(8).strip(),
+        status=obx.get(11).strip().upper(),
         observed_at=observed_at or fallback_time,
         order_key=order_key,
     )
 
 
-def _order_key(obr: Any | None) -> str:
+def _order_key(obr: Segment | None) -> str:
     if obr is None:
         return ""
-    filler, placer = _get(obr, 3, 1).strip(), _get(obr, 2, 1).strip()
+    filler, placer = obr.get(3, 1).strip(), obr.get(2, 1).strip()
     return f"F:{filler}" if filler else (f"P:{placer}" if placer else "")
 
 
-def _waveform_part(groups: dict[int, WaveformGroup], obx: Any, obr: Any | None,
+def _waveform_part(groups: dict[int, WaveformGroup], obx: Segment, obr: Segment | None,
                    fallback_time: datetime | None, tz: tzinfo,
                    aside: dict[str, str], separators: str) -> bool:
     """Add `obx` to its OBR's waveform group if it is part of an ECG recording: samples
     (NA, MA), an attribute of samples (MDC_ATTR_*), an ECG document (ED). False if not."""
-    value_type = _get(obx, 2).strip().upper()
+    value_type = obx.get(2).strip().upper()
     key = id(obr)
-    if value_type == "ED" and not is_ecg_document(_get(obx, 5, 3), _get(obx, 5, 2)):
+    if value_type == "ED" and not is_ecg_document(obx.get(5, 3), obx.get(5, 2)):
         return False
     if value_type not in WAVEFORM_TYPES and value_type != "ED":
-        mnemonic = is_attribute(_field(obx, 3))
+        mnemonic = is_attribute(obx.field(3))
         if not mnemonic or key not in groups:
             return False
-        groups[key].add_attribute(mnemonic, _get(obx, 4).strip(), _get(obx, 5),
-                                  _get(obx, 6, 2).strip() or _get(obx, 6, 1).strip())
+        groups[key].add_attribute(mnemonic, obx.get(4).strip(), obx.get(5),
+                                  obx.get(6, 2).strip() or obx.get(6, 1).strip())
         return True
     if key not in groups:
-        started = parse_timestamp(_get(obr, 7), tz) if obr is not None else None
+        started = parse_timestamp(obr.get(7), tz) if obr is not None else None
         groups[key] = WaveformGroup(_order_key(obr), started or fallback_time)
         groups[key].separators = separators
-    observed_at = parse_timestamp(_get(obx, 14), tz)
+    observed_at = parse_timestamp(obx.get(14), tz)
     if value_type == "ED":
-        groups[key].add_document(_get(obx, 5, 2), _get(obx, 5, 3), _get(obx, 5, 4),
-                                 _get(obx, 5, 5), observed_at)
+        groups[key].add_document(obx.get(5, 2), obx.get(5, 3), obx.get(5, 4),
+                                 obx.get(5, 5), observed_at)
     else:
-        raw = str(_field(obx, 5))
-        groups[key].add_samples(_field(obx, 3), _get(obx, 4).strip(), aside.get(raw, raw),
-                                _get(obx, 6, 2).strip() or _get(obx, 6, 1).strip(),
+        raw = obx.field(5)
+        groups[key].add_samples(obx.field(3), obx.get(4).strip(), aside.get(raw, raw),
+                                obx.get(6, 2).strip() or obx.get(6, 1).strip(),
                                 observed_at)
     return True
 
 
-def _field(segment: Any, index: int) -> Any:
-    try:
-        return segment[index]
-    except IndexError:
-        return ""
-
-
-def _diagnosis(message: Any, dg1: Any, tz: tzinfo) -> Diagnosis | None:
-    code = _get(dg1, 3, 1).strip()
+def _diagnosis(message: Message, dg1: Segment, tz: tzinfo) -> Diagnosis | None:
+    code = dg1.get(3, 1).strip()
     if not code:
         return None
-    system = _get(dg1, 3, 3).strip() or _get(dg1, 2).strip()
+    system = dg1.get(3, 3).strip() or dg1.get(2).strip()
     return Diagnosis(
         code=code,
         coding_system=normalize_coding_system(system),
-        display=message.unescape(_get(dg1, 3, 2).strip() or _get(dg1, 4).strip()),
-        diagnosed_at=parse_timestamp(_get(dg1, 5), tz),
-        diagnosis_type=_get(dg1, 6).strip(),
+        display=message.unescape(dg1.get(3, 2).strip() or dg1.get(4).strip()),
+        diagnosed_at=parse_timestamp(dg1.get(5), tz),
+        diagnosis_type=dg1.get(6).strip(),
     )
 
 
-def _problem(message: Any, prb: Any, tz: tzinfo) -> Diagnosis | None:
+def _problem(message: Message, prb: Segment, tz: tzinfo) -> Diagnosis | None:
     """A PRB (problem list entry) as a diagnosis: PRB-3 the problem, PRB-16 its onset (else
     PRB-7 when it was established, else PRB-2 the action's time). A deletion (PRB-1 "DE")
     adds nothing."""
-    code = _get(prb, 3, 1).strip()
-    if not code or _get(prb, 1).strip().upper() == "DE":
+    code = prb.get(3, 1).strip()
+    if not code or prb.get(1).strip().upper() == "DE":
         return None
     return Diagnosis(
         code=code,
-        coding_system=normalize_coding_system(_get(prb, 3, 3)),
-        display=message.unescape(_get(prb, 3, 2).strip()),
-        diagnosed_at=(parse_timestamp(_get(prb, 16), tz) or parse_timestamp(_get(prb, 7), tz)
-                      or parse_timestamp(_get(prb, 2), tz)),
+        coding_system=normalize_coding_system(prb.get(3, 3)),
+        display=message.unescape(prb.get(3, 2).strip()),
+        diagnosed_at=(parse_timestamp(prb.get(16), tz) or parse_timestamp(prb.get(7), tz)
+                      or parse_timestamp(prb.get(2), tz)),
         diagnosis_type="P",
     )
 
@@ -330,17 +363,17 @@ def parse_message(text: str, message_type: str, trigger: str,
     """
     text, aside = set_samples_aside(text)
     try:
-        message = hl7.parse(text)
-    except Exception as exc:  # python-hl7 raises bare ParseException/IndexError variants
+        message = Message(text)
+    except ValueError as exc:
         raise MessageContentError(f"message could not be parsed: {exc}", hl7_code="100") from exc
-    msh = message.segments("MSH")[0]
+    msh = message.segments[0]
     separators = text[4:6] if len(text) > 5 else "^~"  # MSH-2: component, repetition
-    message_time = parse_timestamp(_get(msh, 7), default_tz)
+    message_time = parse_timestamp(msh.get(7), default_tz)
     action = ADT_ACTIONS.get(trigger) if message_type == "ADT" else None
     event_time = message_time
     results: list[ParsedMessage] = []
     current: dict[str, Any] | None = None
-    obr: Any | None = None
+    obr: Segment | None = None
 
     def close() -> None:
         if current is not None:
@@ -352,11 +385,11 @@ def parse_message(text: str, message_type: str, trigger: str,
                 event_time=event_time,
                 waveforms=tuple(w for g in current["waves"].values() for w in g.waveforms())))
 
-    for segment in message:
-        name = str(segment[0]).strip().upper()
+    for segment in message.segments:
+        name = segment.name
         if name == "EVN":
-            event_time = (parse_timestamp(_get(segment, 6), default_tz)
-                          or parse_timestamp(_get(segment, 2), default_tz) or message_time)
+            event_time = (parse_timestamp(segment.get(6), default_tz)
+                          or parse_timestamp(segment.get(2), default_tz) or message_time)
         elif name == "PID":
             close()
             current = {"patient": _patient(segment), "visit": None, "merged": (),

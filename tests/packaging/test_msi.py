@@ -80,8 +80,18 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all",
            "WINEDLLOVERRIDES": "mscoree,mshtml="}  # no Mono or Gecko prompts
     sh("wineboot", "--init", env=env, timeout=600)
+    # One persistent wineserver for the module. Left to itself, it exits a few seconds
+    # after the last wine process; a `wine msiexec` started in that window found no
+    # msiexec.exe ("ShellExecuteEx failed: Internal error", seen once in CI).
+    sh("wineserver", "-w", env=env, timeout=300)
+    sh("wineserver", "-p", env=env, timeout=60)
     yield env
     sh("wineserver", "-k", env=env, check=False)
+
+
+def install(wine: dict[str, str], *args: str) -> None:
+    """A silent msiexec on the module's wineserver."""
+    sh("wine", "msiexec", *args, "/qn", env=wine)
 
 
 def table(msi: Path, name: str) -> list[list[str]]:
@@ -128,7 +138,7 @@ def test_silent_install_upgrade_and_uninstall_under_wine(msis: dict[str, Path],
     prefix = Path(wine["WINEPREFIX"])
 
     def msiexec(*args: str) -> None:
-        sh("wine", "msiexec", *args, "/qn", env=wine)
+        install(wine, *args)
 
     def reg(key: str) -> str:
         return sh("wine", "reg", "query", key, env=wine, check=False).stdout.replace("\r", "")
@@ -184,7 +194,7 @@ def test_the_embedded_python_answers_hl7_under_wine(msis: dict[str, Path],
     """As far as wine 8 goes: the MSI's own CPython runs Clarion's MLLP server and
     receipt checks (pure Python) and answers a real message over a real socket."""
     prefix = Path(wine["WINEPREFIX"])
-    sh("wine", "msiexec", "/i", str(msis["current"]), "/qn", env=wine)
+    install(wine, "/i", str(msis["current"]))
     port = 31000 + os.getpid() % 20000
     script = tmp_path / "answer.py"
     script.write_text(

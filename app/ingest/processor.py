@@ -37,13 +37,14 @@ from app.store.models import (
     table_of,
     utcnow,
 )
-from app.store.patients import apply_parsed
+from app.store.patients import apply_many, apply_parsed
 from integrations.hl7.events import MessageContentError, ParsedMessage
 from integrations.hl7.header import HeaderError, read_header
 from integrations.hl7.parse import parse_message
 
 BATCH_BUDGET_S = 0.025  # hold the write lock briefly: the inbox writer is waiting behind us
 CHUNK = 32  # messages read and parsed ahead of one write transaction
+PIECE = 16  # ... applied together (the budget is looked at between pieces)
 POLL_S = 1.0
 FAST_LANE_GRACE_S = 10.0  # the fast lane's messages wait this long before the worker takes them
 
@@ -262,29 +263,70 @@ class Processor:
         gate = self._gate.urgent() if self._urgent else self._gate.background()
         with gate, self._engine.begin() as conn:
             started = time.perf_counter()  # the budget counts from holding the gate
-            for position, message_id in enumerate(chunk):
-                # At least one message per turn, whatever the wait for the gate was.
+            for position in range(0, len(chunk), PIECE):
+                # At least one piece per turn, whatever the wait for the gate was.
                 if handled and not self._urgent and (
                         time.perf_counter() - started > BATCH_BUDGET_S
                         or self._gate.urgent_waiting()):
                     todo[:0] = chunk[position:]  # next time: the ACK path goes first
                     break
-                row, content = rows.pop(message_id, None), parsed.pop(message_id, None)
-                if row is None or content is None:
-                    continue
-                # Still ours? (another processor may have taken it; on PostgreSQL the row
-                # stays locked until we commit)
-                now = conn.execute(self._load, {"message_id": message_id}).first()
-                if now is None:  # locked by another processor: this patient waits for it
-                    if row.patient_key:
-                        waiting.add(row.patient_key)
-                    continue
-                if now.status != InboxStatus.RECEIVED.value:
-                    continue
-                if now.patient_key and now.patient_key in waiting:
-                    continue
-                handled += 1
-                changes += self._process_one(conn, row, content, waiting)
+                handled += self._apply_piece(conn, chunk[position:position + PIECE], rows,
+                                             parsed, waiting, changes)
+        return handled
+
+    def _apply_piece(self, conn: Connection, piece: list[int], rows: dict[int, Row],
+                     parsed: dict[int, tuple[ParsedMessage, ...] | str], waiting: set[str],
+                     changes: list[PatientChanged]) -> int:
+        """A few messages in one go (app/store/patients.apply_many); should any of them
+        fail, each on its own, so that the others still go in."""
+        mine = [i for i in piece if i in rows and i in parsed]
+        # Still ours? (another processor may have taken them; on PostgreSQL the rows stay
+        # locked until we commit)
+        current = {r.id: r for r in conn.execute(self._load, {"ids": mine})} if mine else {}
+        handled = 0
+        usable: list[tuple[Row, tuple[ParsedMessage, ...], str]] = []
+        for message_id in mine:
+            row, content = rows.pop(message_id), parsed.pop(message_id)
+            latest = current.get(message_id)
+            if latest is None:  # locked by another processor: this patient waits for it
+                if row.patient_key:
+                    waiting.add(row.patient_key)
+                continue
+            if latest.status != InboxStatus.RECEIVED.value or (
+                    latest.patient_key and latest.patient_key in waiting):
+                continue
+            handled += 1
+            if isinstance(content, str):
+                self._fail(conn, row, "", content, utcnow(), final=True)
+                continue
+            first = content[0].patient.identifiers[0]
+            patient_key = logs.pseudonym(first.value, first.authority)
+            if patient_key in waiting:  # an earlier message of this patient waits for a retry
+                conn.execute(_KEYED, {"message_id": row.id, "key": patient_key})
+                continue
+            usable.append((row, content, patient_key))
+        if not usable:
+            return handled
+        done: list[PatientChanged] = []
+        try:
+            with conn.begin_nested():
+                applied = apply_many(conn, [(row.id, content) for row, content, _ in usable])
+        except Exception as exc:  # noqa: BLE001 - each again on its own: the culprit is found
+            logs.ingest.debug("%d messages applied together failed (%s); one by one",
+                              len(usable), logs.describe_error(exc))
+            for row, content, _ in usable:
+                done += self._process_one(conn, row, content, waiting)
+        else:
+            now = utcnow()
+            conn.execute(_DONE, [{"message_id": row.id, "key": patient_key, "at": now,
+                                  "attempts": row.attempts + 1}
+                                 for row, _, patient_key in usable])
+            for (row, content, patient_key), patient_ids in zip(usable, applied, strict=True):
+                done += self._processed(row, content, patient_key, patient_ids, now)
+        # The journal, in the same transaction: a department's workstations follow it.
+        if done and self._journal:
+            conn.execute(insert(_CHANGES), [journal_row(change) for change in done])
+        changes += done
         return handled
 
     def _parse(self, row: Row) -> tuple[ParsedMessage, ...] | str:
@@ -317,6 +359,12 @@ class Processor:
             return []
         conn.execute(_DONE, {"message_id": row.id, "key": patient_key, "at": now,
                              "attempts": row.attempts + 1})
+        return self._processed(row, parsed, patient_key, patient_ids, now)
+
+    @staticmethod
+    def _processed(row: Row, parsed: tuple[ParsedMessage, ...], patient_key: str,
+                   patient_ids: list[int], now: datetime) -> list[PatientChanged]:
+        """What a processed message changed, for the open-patient hook and the journal."""
         loincs = tuple(sorted({o.loinc for p in parsed for o in p.observations if o.loinc}))
         logs.ingest.debug("processed %s^%s control id %r for %s", row.message_type,
                           row.trigger, row.control_id, patient_key)
@@ -328,9 +376,6 @@ class Processor:
                 location=visit.location if visit else "",
                 providers=tuple(p for p in (visit.attending, visit.admitting) if p)
                 if visit else ()))
-        # The journal, in the same transaction: a department's workstations follow it.
-        if changes and self._journal:
-            conn.execute(insert(_CHANGES), [journal_row(change) for change in changes])
         return changes
 
     def _fail(self, conn: Connection, row: Row, patient_key: str, error: str,
@@ -379,7 +424,7 @@ _LOAD_MANY = select(_INBOX.c.id, _INBOX.c.raw, _INBOX.c.status, _INBOX.c.patient
                     _INBOX.c.trigger, _INBOX.c.control_id).where(
     _INBOX.c.id.in_(bindparam("ids", expanding=True)))
 _LOAD = select(_INBOX.c.id, _INBOX.c.status, _INBOX.c.patient_key).where(
-    _INBOX.c.id == bindparam("message_id"))
+    _INBOX.c.id.in_(bindparam("ids", expanding=True)))
 _DONE = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(
     status=InboxStatus.PROCESSED.value, processed_at=bindparam("at"),
     attempts=bindparam("attempts"), next_attempt_at=None, patient_key=bindparam("key"))

@@ -28,6 +28,7 @@ from integrations.hl7.events import (
     Observation,
     ParsedMessage,
     PatientInfo,
+    VisitInfo,
 )
 
 _PERSON_ONLY = {"A28", "A31"}  # person administration: PV1 there is not a visit
@@ -36,6 +37,8 @@ _PI = table_of(PatientIdentifier)
 _E = table_of(Encounter)
 _O = table_of(ObservationRecord)
 _D = table_of(DiagnosisRecord)
+_SUPERSEDE = update(_O).where(_O.c.id == bindparam("old_id")).values(
+    is_current=False, superseded_by_id=bindparam("new_id"))
 
 
 def find_by_identifier(session: Session, value: str, authority: str | None) -> list[Patient]:
@@ -92,6 +95,15 @@ def _first_owner(identifiers: Sequence[Identifier],
 
 def _attach_identifiers(conn: Connection, patient_id: int, identifiers: Sequence[Identifier],
                         owners: dict[tuple[str, str], int]) -> None:
+    new = _new_identifiers(patient_id, identifiers, owners)
+    if new:
+        conn.execute(insert(_PI), new)
+
+
+def _new_identifiers(patient_id: int, identifiers: Sequence[Identifier],
+                     owners: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """The rows that give `patient_id` the identifiers nobody holds yet (`owners` learns
+    them); one held by another patient stays there."""
     new = []
     for ident in dict.fromkeys(identifiers):
         owner = owners.get((ident.value, ident.authority))
@@ -103,18 +115,24 @@ def _attach_identifiers(conn: Connection, patient_id: int, identifiers: Sequence
             logs.store.warning("identifier %s already belongs to another patient; "
                                "not moved (merge with ADT^A40 if they are the same person)",
                                logs.pseudonym(ident.value, ident.authority))
-    if new:
-        conn.execute(insert(_PI), new)
+    return new
+
+
+def _demographics(info: PatientInfo) -> dict[str, Any]:
+    """What the message says of the person: only what it says (an empty field keeps
+    what is known)."""
+    values: dict[str, Any] = {a: getattr(info, a) for a in _DEMOGRAPHICS if getattr(info, a)}
+    if info.deceased:
+        values["deceased"] = True
+    values["updated_at"] = utcnow()
+    return values
 
 
 def _upsert_patient(conn: Connection, info: PatientInfo) -> int:
     """Find the patient by any identifier, or create them; update what the message says."""
     owners = _owners(conn, info.identifiers)
     patient_id = _first_owner(info.identifiers, owners)
-    values: dict[str, Any] = {a: getattr(info, a) for a in _DEMOGRAPHICS if getattr(info, a)}
-    if info.deceased:
-        values["deceased"] = True
-    values["updated_at"] = utcnow()
+    values = _demographics(info)
     if patient_id is None:
         patient_id = conn.execute(insert(_P).values(**values).returning(_P.c.id)).scalar_one()
     else:
@@ -125,17 +143,38 @@ def _upsert_patient(conn: Connection, info: PatientInfo) -> int:
 
 def _apply_visit(conn: Connection, patient_id: int, parsed: ParsedMessage) -> int | None:
     """The encounter this message is about, created or updated; None if there is none."""
-    visit, action = parsed.visit, parsed.adt_action
-    if visit is None or parsed.trigger in _PERSON_ONLY:
+    visit = _visit_of(parsed)
+    if visit is None:
         return None
-    if action is None and not visit.visit_number:
-        return None  # an ORU: link results to a numbered visit, never invent one
     query = select(_E.c.id, _E.c.location, _E.c.status).where(_E.c.patient_id == patient_id)
     if visit.visit_number:
         query = query.where(_E.c.visit_number == visit.visit_number)
     else:
         query = query.where(_E.c.status == EncounterStatus.ACTIVE.value)
     current = conn.execute(query.order_by(_E.c.id.desc()).limit(1)).first()
+    values = _visit_change(parsed, visit, current)
+    if current is None:
+        return conn.execute(insert(_E).values(
+            patient_id=patient_id, visit_number=visit.visit_number, **values
+        ).returning(_E.c.id)).scalar_one()
+    conn.execute(update(_E).where(_E.c.id == current.id).values(**values))
+    return current.id
+
+
+def _visit_of(parsed: ParsedMessage) -> VisitInfo | None:
+    """The visit this message is about, if it is about one."""
+    visit, action = parsed.visit, parsed.adt_action
+    if visit is None or parsed.trigger in _PERSON_ONLY:
+        return None
+    if action is None and not visit.visit_number:
+        return None  # an ORU: link results to a numbered visit, never invent one
+    return visit
+
+
+def _visit_change(parsed: ParsedMessage, visit: VisitInfo, current: Any) -> dict[str, Any]:
+    """The encounter's new values, given its `current` row (id, location, status) or
+    None where it is new."""
+    action = parsed.adt_action
     values: dict[str, Any] = {a: getattr(visit, a) for a in _VISIT if getattr(visit, a)}
     values.update(last_event=parsed.trigger, updated_at=utcnow())
     status = current.status if current is not None else EncounterStatus.ACTIVE.value
@@ -154,12 +193,7 @@ def _apply_visit(conn: Connection, patient_id: int, parsed: ParsedMessage) -> in
     elif parsed.trigger in ("A01", "A04", "A05") and status != EncounterStatus.DISCHARGED.value:
         status = EncounterStatus.ACTIVE.value
     values["status"] = status
-    if current is None:
-        return conn.execute(insert(_E).values(
-            patient_id=patient_id, visit_number=visit.visit_number, **values
-        ).returning(_E.c.id)).scalar_one()
-    conn.execute(update(_E).where(_E.c.id == current.id).values(**values))
-    return current.id
+    return values
 
 
 def _merge(conn: Connection, survivor_id: int, merged_ids: Sequence[Identifier]) -> None:
@@ -194,8 +228,23 @@ def _store_observations(conn: Connection, patient_id: int, encounter_id: int | N
             _O.c.patient_id == patient_id, _O.c.result_key.in_(set(keys)),
             _O.c.is_current.is_(True))):
         earlier.setdefault(key, []).append(old_id)
+    conn.execute(insert(_O), _observation_rows(patient_id, encounter_id, message_id,
+                                               observations, keys))
+    repeated = _repeated(keys, earlier)
+    if not repeated:
+        return
+    superseded = _superseded(earlier, conn.execute(select(_O.c.id, _O.c.result_key).where(
+        _O.c.message_id == message_id, _O.c.patient_id == patient_id,
+        _O.c.result_key.in_(repeated)).order_by(_O.c.id)))
+    if superseded:
+        conn.execute(_SUPERSEDE, superseded)
+
+
+def _observation_rows(patient_id: int, encounter_id: int | None, message_id: int,
+                      observations: Sequence[Observation], keys: Sequence[str]
+                      ) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [{
+    return [{
         "patient_id": patient_id, "encounter_id": encounter_id, "message_id": message_id,
         "result_key": key, "set_id": obs.set_id[:16], "code": obs.code[:128],
         "coding_system": obs.coding_system[:64], "loinc": obs.loinc[:16],
@@ -206,21 +255,23 @@ def _store_observations(conn: Connection, patient_id: int, encounter_id: int | N
         "status": obs.status[:4], "observed_at": obs.observed_at, "recorded_at": now,
         # D: the result was deleted; keep the record of it, but it is no longer a result.
         "is_current": obs.status != "D"} for key, obs in zip(keys, observations, strict=True)]
-    conn.execute(insert(_O), rows)  # executemany: no RETURNING, ids only where needed
-    repeated = {key for key in keys if key in earlier or keys.count(key) > 1}
-    if not repeated:
-        return
+
+
+def _repeated(keys: Sequence[str], earlier: dict[str, list[int]]) -> set[str]:
+    """The keys whose new rows supersede something: a current result, or one before them
+    in the same message."""
+    return {key for key in keys if key in earlier or keys.count(key) > 1}
+
+
+def _superseded(earlier: dict[str, list[int]], new_rows: Any) -> list[dict[str, int]]:
+    """(old, new) pairs, given the new rows of the repeated keys in insertion order. A
+    correction (C), a final after a preliminary, a deletion: the newer one wins, also
+    within one message."""
     superseded = []
-    for new_id, key in conn.execute(select(_O.c.id, _O.c.result_key).where(
-            _O.c.message_id == message_id, _O.c.patient_id == patient_id,
-            _O.c.result_key.in_(repeated)).order_by(_O.c.id)):
-        # A correction (C), a final after a preliminary, a deletion: the newer one wins,
-        # also within one message.
+    for new_id, key in new_rows:
         superseded += [{"old_id": old, "new_id": new_id} for old in earlier.get(key, [])]
         earlier[key] = [new_id]
-    if superseded:
-        conn.execute(update(_O).where(_O.c.id == bindparam("old_id")).values(
-            is_current=False, superseded_by_id=bindparam("new_id")), superseded)
+    return superseded
 
 
 def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None,
@@ -231,6 +282,14 @@ def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None
     known = {(row.code, row.coding_system, row.diagnosed_at) for row in conn.execute(
         select(_D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
             _D.c.patient_id == patient_id, _D.c.code.in_({dx.code[:64] for dx in diagnoses})))}
+    rows = _diagnosis_rows(patient_id, encounter_id, message_id, diagnoses, known)
+    if rows:
+        conn.execute(insert(_D), rows)
+
+
+def _diagnosis_rows(patient_id: int, encounter_id: int | None, message_id: int,
+                    diagnoses: Sequence[Diagnosis], known: set[tuple[Any, ...]]
+                    ) -> list[dict[str, Any]]:
     rows = []
     for dx in diagnoses:
         key = (dx.code[:64], dx.coding_system[:64], dx.diagnosed_at)
@@ -241,8 +300,7 @@ def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None
                      "message_id": message_id, "code": key[0], "coding_system": key[1],
                      "display": dx.display[:400], "diagnosed_at": dx.diagnosed_at,
                      "diagnosis_type": dx.diagnosis_type[:8]})
-    if rows:
-        conn.execute(insert(_D), rows)
+    return rows
 
 
 def apply_parsed(conn: Connection, message_id: int,
@@ -259,6 +317,203 @@ def apply_parsed(conn: Connection, message_id: int,
         store_waveforms(conn, patient_id, encounter_id, message_id, item.waveforms)
         changed.append(patient_id)
     return changed
+
+
+RUN = 64  # messages applied together, at most
+
+
+def apply_many(conn: Connection, items: Sequence[tuple[int, Sequence[ParsedMessage]]]
+               ) -> list[list[int]]:
+    """Apply several messages' content, in order: what `apply_parsed` on each in turn
+    would do (tests/app/test_apply_many.py), with a handful of statements for the lot
+    instead of a dozen per message. Messages go in runs in which no patient appears
+    twice, so none depends on another's result; a merge, an ECG, or a message naming
+    several patients goes alone, through `apply_parsed`. Returns, per message, the ids
+    of the patients it changed."""
+    changed: list[list[int]] = []
+    while len(changed) < len(items):
+        message_id, parsed = items[len(changed)]
+        if not _runs_together(parsed):
+            changed.append(apply_parsed(conn, message_id, parsed))
+            continue
+        run = []
+        for message_id, parsed in items[len(changed):len(changed) + RUN]:
+            if not _runs_together(parsed):
+                break
+            run.append((message_id, parsed[0]))
+        changed += [[patient_id] for patient_id in _apply_run(conn, run)]
+    return changed
+
+
+def _runs_together(parsed: Sequence[ParsedMessage]) -> bool:
+    return len(parsed) == 1 and parsed[0].adt_action is not AdtAction.MERGE and \
+        not parsed[0].waveforms
+
+
+def _apply_run(conn: Connection, run: list[tuple[int, ParsedMessage]]) -> list[int]:
+    """The longest prefix of `run` in which no patient appears twice, applied; returns
+    its patients' ids (at least one message is always taken)."""
+    owners = _owners(conn, [i for _, item in run for i in item.patient.identifiers])
+    held: set[tuple[str, str]] = set()  # the identifiers of the messages taken
+    found: list[int | None] = []
+    for _, item in run:
+        pairs = {(i.value, i.authority) for i in item.patient.identifiers}
+        patient_id = _first_owner(item.patient.identifiers, owners)
+        if found and (pairs & held or (patient_id is not None and patient_id in found)):
+            break  # this patient's earlier message must be applied first: the next run
+        held |= pairs
+        found.append(patient_id)
+    taken = run[:len(found)]
+    patient_ids = _upsert_patients(conn, taken, found, owners)
+    encounter_ids = _apply_visits(conn, taken, patient_ids)
+    _store_run_observations(conn, taken, patient_ids, encounter_ids)
+    _store_run_diagnoses(conn, taken, patient_ids, encounter_ids)
+    return patient_ids
+
+
+def _grouped(rows: list[tuple[int, dict[str, Any]]]
+             ) -> dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]]:
+    """Rows by the columns they set: one executemany each."""
+    groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+    for index, values in rows:
+        groups.setdefault(tuple(values), []).append((index, values))
+    return groups
+
+
+def _insert_returning_ids(conn: Connection, table: Any,
+                          rows: list[tuple[int, dict[str, Any]]], ids: list[Any]) -> None:
+    """Insert `rows`, setting ids[index] to each new row's id."""
+    for group in _grouped(rows).values():
+        new_ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                               [values for _, values in group]).scalars().all()
+        for (index, _), new_id in zip(group, new_ids, strict=True):
+            ids[index] = new_id
+
+
+def _update_by_id(conn: Connection, table: Any, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    """rows: (id, the values to set)."""
+    for group in _grouped(rows).values():
+        conn.execute(update(table).where(table.c.id == bindparam("row_id")),
+                     [{"row_id": row_id, **values} for row_id, values in group])
+
+
+def _upsert_patients(conn: Connection, taken: list[tuple[int, ParsedMessage]],
+                     found: list[int | None], owners: dict[tuple[str, str], int]) -> list[int]:
+    ids: list[Any] = list(found)
+    new, known = [], []
+    for index, ((_, item), patient_id) in enumerate(zip(taken, found, strict=True)):
+        values = _demographics(item.patient)
+        if patient_id is None:
+            new.append((index, values))
+        else:
+            known.append((patient_id, values))
+    _insert_returning_ids(conn, _P, new, ids)
+    _update_by_id(conn, _P, known)
+    identifiers = []
+    for (_, item), patient_id in zip(taken, ids, strict=True):
+        identifiers += _new_identifiers(patient_id, item.patient.identifiers, owners)
+    if identifiers:
+        conn.execute(insert(_PI), identifiers)
+    return ids
+
+
+def _apply_visits(conn: Connection, taken: list[tuple[int, ParsedMessage]],
+                  patient_ids: list[int]) -> list[int | None]:
+    ids: list[Any] = [None] * len(taken)
+    visits = [(index, item, visit) for index, (_, item) in enumerate(taken)
+              if (visit := _visit_of(item)) is not None]
+    if not visits:
+        return ids
+    numbers = {visit.visit_number for _, _, visit in visits if visit.visit_number}
+    numbered: dict[tuple[int, str], Any] = {}
+    active: dict[int, Any] = {}
+    for row in conn.execute(
+            select(_E.c.id, _E.c.patient_id, _E.c.visit_number, _E.c.location, _E.c.status)
+            .where(_E.c.patient_id.in_({patient_ids[i] for i, _, _ in visits}),
+                   or_(_E.c.visit_number.in_(numbers),
+                       _E.c.status == EncounterStatus.ACTIVE.value))
+            .order_by(_E.c.id)):  # the latest wins, as in _apply_visit
+        numbered[(row.patient_id, row.visit_number)] = row
+        if row.status == EncounterStatus.ACTIVE.value:
+            active[row.patient_id] = row
+    new, known = [], []
+    for index, item, visit in visits:
+        patient_id = patient_ids[index]
+        current = numbered.get((patient_id, visit.visit_number)) if visit.visit_number \
+            else active.get(patient_id)
+        values = _visit_change(item, visit, current)
+        if current is None:
+            new.append((index, {"patient_id": patient_id, "visit_number": visit.visit_number,
+                                **values}))
+        else:
+            ids[index] = current.id
+            known.append((current.id, values))
+    _insert_returning_ids(conn, _E, new, ids)
+    _update_by_id(conn, _E, known)
+    return ids
+
+
+def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessage]],
+                            patient_ids: list[int], encounter_ids: list[int | None]) -> None:
+    keys = [[_result_key(obs) for obs in item.observations] for _, item in taken]
+    if not any(keys):
+        return
+    earlier: dict[int, dict[str, list[int]]] = {patient_id: {} for patient_id in patient_ids}
+    for old_id, patient_id, key in conn.execute(
+            select(_O.c.id, _O.c.patient_id, _O.c.result_key).where(
+                _O.c.patient_id.in_(set(patient_ids)),
+                _O.c.result_key.in_({key for message in keys for key in message}),
+                _O.c.is_current.is_(True)).order_by(_O.c.id)):
+        earlier[patient_id].setdefault(key, []).append(old_id)
+    rows: list[dict[str, Any]] = []
+    repeated = []  # (patient, its first row, its last, the keys that supersede)
+    for (message_id, item), patient_id, encounter_id, message_keys in zip(
+            taken, patient_ids, encounter_ids, keys, strict=True):
+        mine = {key: earlier[patient_id][key] for key in message_keys
+                if key in earlier[patient_id]}
+        earlier[patient_id] = mine
+        if again := _repeated(message_keys, mine):
+            repeated.append((patient_id, len(rows), len(rows) + len(message_keys), again))
+        rows += _observation_rows(patient_id, encounter_id, message_id, item.observations,
+                                  message_keys)
+    if not rows:
+        return
+    conn.execute(insert(_O), rows)
+    if not repeated:
+        return
+    new_rows: dict[int, list[tuple[int, str]]] = {}  # message id → (new id, key), in order
+    for new_id, message_id, key in conn.execute(
+            select(_O.c.id, _O.c.message_id, _O.c.result_key).where(
+                _O.c.message_id.in_({rows[start]["message_id"] for _, start, _, _ in repeated}),
+                _O.c.result_key.in_({key for *_, again in repeated for key in again}))
+            .order_by(_O.c.id)):
+        new_rows.setdefault(message_id, []).append((new_id, key))
+    superseded = []
+    for patient_id, start, _, again in repeated:
+        superseded += _superseded(earlier[patient_id], [
+            (new_id, key) for new_id, key in new_rows.get(rows[start]["message_id"], [])
+            if key in again])
+    if superseded:
+        conn.execute(_SUPERSEDE, superseded)
+
+
+def _store_run_diagnoses(conn: Connection, taken: list[tuple[int, ParsedMessage]],
+                         patient_ids: list[int], encounter_ids: list[int | None]) -> None:
+    codes = {dx.code[:64] for _, item in taken for dx in item.diagnoses}
+    if not codes:
+        return
+    known: dict[int, set[tuple[Any, ...]]] = {patient_id: set() for patient_id in patient_ids}
+    for row in conn.execute(
+            select(_D.c.patient_id, _D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
+                _D.c.patient_id.in_(set(patient_ids)), _D.c.code.in_(codes))):
+        known[row.patient_id].add((row.code, row.coding_system, row.diagnosed_at))
+    rows = []
+    for (message_id, item), patient_id, encounter_id in zip(taken, patient_ids, encounter_ids,
+                                                            strict=True):
+        rows += _diagnosis_rows(patient_id, encounter_id, message_id, item.diagnoses,
+                                known[patient_id])
+    if rows:
+        conn.execute(insert(_D), rows)
 
 
 @dataclass(frozen=True, slots=True)

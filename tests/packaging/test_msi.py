@@ -80,11 +80,6 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all",
            "WINEDLLOVERRIDES": "mscoree,mshtml="}  # no Mono or Gecko prompts
     sh("wineboot", "--init", env=env, timeout=600)
-    # One persistent wineserver for the module. Left to itself, it exits a few seconds
-    # after the last wine process; a `wine msiexec` started in that window found no
-    # msiexec.exe ("ShellExecuteEx failed: Internal error", seen once in CI).
-    sh("wineserver", "-w", env=env, timeout=300)
-    sh("wineserver", "-p", env=env, timeout=60)
     yield env
     sh("wineserver", "-k", env=env, check=False)
 

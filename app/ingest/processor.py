@@ -299,8 +299,7 @@ class Processor:
             if isinstance(content, str):
                 self._fail(conn, row, "", content, utcnow(), final=True)
                 continue
-            first = content[0].patient.identifiers[0]
-            patient_key = logs.pseudonym(first.value, first.authority)
+            patient_key = _patient_key(content)
             if patient_key in waiting:  # an earlier message of this patient waits for a retry
                 conn.execute(_KEYED, {"message_id": row.id, "key": patient_key})
                 continue
@@ -345,8 +344,7 @@ class Processor:
         if isinstance(parsed, str):
             self._fail(conn, row, "", parsed, now, final=True)
             return []
-        first = parsed[0].patient.identifiers[0]
-        patient_key = logs.pseudonym(first.value, first.authority)
+        patient_key = _patient_key(parsed)
         if patient_key in waiting:  # an earlier message of this patient waits for a retry
             conn.execute(_KEYED, {"message_id": row.id, "key": patient_key})
             return []
@@ -403,6 +401,12 @@ class Processor:
 _INBOX = table_of(InboxMessage)
 _CHANGES = table_of(PatientChangeRecord)
 JOURNAL_PRUNE_S = 3600.0
+
+
+def _patient_key(parsed: tuple[ParsedMessage, ...]) -> str:
+    """The pseudonym that orders a message among its patient's (PID-3's first)."""
+    first = parsed[0].patient.identifiers[0]
+    return logs.pseudonym(first.value, first.authority)
 
 
 def journal_row(change: PatientChanged) -> dict[str, Any]:

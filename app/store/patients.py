@@ -466,14 +466,14 @@ def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessa
                 _O.c.is_current.is_(True)).order_by(_O.c.id)):
         earlier[patient_id].setdefault(key, []).append(old_id)
     rows: list[dict[str, Any]] = []
-    repeated = []  # (patient, its first row, its last, the keys that supersede)
+    repeated = []  # (patient, message, the keys whose new rows supersede)
     for (message_id, item), patient_id, encounter_id, message_keys in zip(
             taken, patient_ids, encounter_ids, keys, strict=True):
         mine = {key: earlier[patient_id][key] for key in message_keys
                 if key in earlier[patient_id]}
         earlier[patient_id] = mine
         if again := _repeated(message_keys, mine):
-            repeated.append((patient_id, len(rows), len(rows) + len(message_keys), again))
+            repeated.append((patient_id, message_id, again))
         rows += _observation_rows(patient_id, encounter_id, message_id, item.observations,
                                   message_keys)
     if not rows:
@@ -484,15 +484,14 @@ def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessa
     new_rows: dict[int, list[tuple[int, str]]] = {}  # message id → (new id, key), in order
     for new_id, message_id, key in conn.execute(
             select(_O.c.id, _O.c.message_id, _O.c.result_key).where(
-                _O.c.message_id.in_({rows[start]["message_id"] for _, start, _, _ in repeated}),
+                _O.c.message_id.in_({message_id for _, message_id, _ in repeated}),
                 _O.c.result_key.in_({key for *_, again in repeated for key in again}))
             .order_by(_O.c.id)):
         new_rows.setdefault(message_id, []).append((new_id, key))
     superseded = []
-    for patient_id, start, _, again in repeated:
+    for patient_id, message_id, again in repeated:
         superseded += _superseded(earlier[patient_id], [
-            (new_id, key) for new_id, key in new_rows.get(rows[start]["message_id"], [])
-            if key in again])
+            (new_id, key) for new_id, key in new_rows.get(message_id, []) if key in again])
     if superseded:
         conn.execute(_SUPERSEDE, superseded)
 

@@ -6,6 +6,7 @@ random length, on SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,8 +90,6 @@ def oru(rng: random.Random, n: int) -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
-    import os
-
     if request.param == "sqlite":
         urls: list[Any] = [iter([f"sqlite:///{tmp_path / f'{name}.db'}"]) for name in "ab"]
     else:

@@ -60,6 +60,7 @@ def is_used(message_type: str, trigger: str) -> bool:
     return trigger in USED_TRIGGERS.get(message_type, frozenset())
 
 
+@functools.lru_cache(maxsize=256)  # a feed uses a handful of spellings, on every OBX
 def normalize_coding_system(system: str) -> str:
     """Map the many spellings of a coding system (HL7 table 0396 and local habits) to one."""
     return _CODING_SYSTEMS.get(system.strip().upper().replace(" ", ""), system.strip())
@@ -111,12 +112,23 @@ class Segment:
         subs = components[component - 1].split(self._sub)
         return subs[sub - 1] if sub <= len(subs) else ""
 
+    def components(self, index: int) -> list[str]:
+        """The first repetition's components, each its first subcomponent: what
+        `get(index, c)` gives for c = 1, 2, ... (a coded element read in one split)."""
+        text = self.fields[index] if index < len(self.fields) else ""
+        if self._repetition in text:
+            text = text.split(self._repetition, 1)[0]
+        components = text.split(self._component)
+        if self._sub in text:
+            return [c.split(self._sub, 1)[0] for c in components]
+        return components
+
 
 class Message:
     """A message's segments (`Segment`) and its escape sequences (HL7 2.10, python-hl7's
     unescaping)."""
 
-    __slots__ = ("segments", "_escapes")
+    __slots__ = ("segments", "_escape", "_escapes")
 
     def __init__(self, text: str) -> None:
         text = text.strip()
@@ -131,10 +143,13 @@ class Message:
         sub = encoding[3] if len(encoding) > 3 else "&"
         separators = (repetition, component, sub)
         self.segments = [Segment(line, field, separators) for line in text.split("\r")]
+        self._escape = escape
         self._escapes = hl7.Message(separator="\r", esc=escape,
                                     separators="\r" + field + repetition + component + sub)
 
     def unescape(self, value: str) -> str:
+        if self._escape not in value:  # nearly every value
+            return value
         return str(self._escapes.unescape(value))
 
 
@@ -237,15 +252,15 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _observation(message: Message, obx: Segment, obr: Segment | None,
-                 fallback_time: datetime | None,
-                 tz: tzinfo) -> Observation:
-    value_type = obx.get(2).strip().upper()
-    code, display = obx.get(3, 1).strip(), obx.get(3, 2).strip()
-    system = normalize_coding_system(obx.get(3, 3))
-    alt_code, alt_system = obx.get(3, 4).strip(), normalize_coding_system(obx.get(3, 6))
+def _observation(message: Message, obx: Segment, value_type: str, obr: Segment | None,
+                 order_key: str, fallback_time: datetime | None, tz: tzinfo) -> Observation:
+    # OBX-3, a coded element: identifier, text, system, then the alternate three
+    coded = obx.components(3) + ["", "", "", "", "", ""]
+    code, display = coded[0].strip(), coded[1].strip()
+    system = normalize_coding_system(coded[2])
+    alt_code, alt_system = coded[3].strip(), normalize_coding_system(coded[5])
     if not code and alt_code:
-        code, system, display = alt_code, alt_system, display or obx.get(3, 5)
+        code, system, display = alt_code, alt_system, display or coded[4]
     loinc = code if system == "LOINC" else (alt_code if alt_system == "LOINC" else "")
     value_num: float | None = None
     comparator = ""
@@ -267,7 +282,6 @@ def _observation(message: Message, obx: Segment, obr: Segment | None,
         value_text = f"[encapsulated data, {size} characters, kept in the raw message]"
     else:
         value_text = "\n".join(message.unescape(r) for r in reps)
-    order_key = _order_key(obr)
     observed_at = parse_timestamp(obx.get(14), tz)
     if obr is not None:
         observed_at = observed_at or parse_timestamp(obr.get(7), tz)
@@ -298,12 +312,11 @@ def _order_key(obr: Segment | None) -> str:
     return f"F:{filler}" if filler else (f"P:{placer}" if placer else "")
 
 
-def _waveform_part(groups: dict[int, WaveformGroup], obx: Segment, obr: Segment | None,
-                   fallback_time: datetime | None, tz: tzinfo,
+def _waveform_part(groups: dict[int, WaveformGroup], obx: Segment, value_type: str,
+                   obr: Segment | None, fallback_time: datetime | None, tz: tzinfo,
                    aside: dict[str, str], separators: str) -> bool:
     """Add `obx` to its OBR's waveform group if it is part of an ECG recording: samples
     (NA, MA), an attribute of samples (MDC_ATTR_*), an ECG document (ED). False if not."""
-    value_type = obx.get(2).strip().upper()
     key = id(obr)
     if value_type == "ED" and not is_ecg_document(obx.get(5, 3), obx.get(5, 2)):
         return False
@@ -380,6 +393,7 @@ def parse_message(text: str, message_type: str, trigger: str,
     results: list[ParsedMessage] = []
     current: dict[str, Any] | None = None
     obr: Segment | None = None
+    order_key = ""  # the OBR's, for its results
 
     def close() -> None:
         if current is not None:
@@ -400,7 +414,7 @@ def parse_message(text: str, message_type: str, trigger: str,
             close()
             current = {"patient": _patient(segment), "visit": None, "merged": (),
                        "obs": [], "dg": [], "waves": {}}
-            obr = None
+            obr, order_key = None, ""
         elif current is None:
             continue
         elif name == "PV1":
@@ -408,12 +422,13 @@ def parse_message(text: str, message_type: str, trigger: str,
         elif name == "MRG":
             current["merged"] = _identifiers(segment, 1)
         elif name == "OBR":
-            obr = segment
+            obr, order_key = segment, _order_key(segment)
         elif name == "OBX":
-            if not _waveform_part(current["waves"], segment, obr, event_time, default_tz,
-                                  aside, separators):
-                current["obs"].append(_observation(message, segment, obr, event_time,
-                                                   default_tz))
+            value_type = segment.get(2).strip().upper()
+            if not _waveform_part(current["waves"], segment, value_type, obr, event_time,
+                                  default_tz, aside, separators):
+                current["obs"].append(_observation(message, segment, value_type, obr,
+                                                   order_key, event_time, default_tz))
         elif name in ("DG1", "PRB"):
             diagnosis = (_diagnosis if name == "DG1" else _problem)(message, segment, default_tz)
             if diagnosis is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from app.store.db import open_store
 from app.store.models import (
@@ -24,7 +25,7 @@ from app.store.models import (
     PatientIdentifier,
     table_of,
 )
-from app.store.patients import apply_many, apply_parsed
+from app.store.patients import apply_many, apply_parsed, insert_rows
 from integrations.hl7.events import ParsedMessage
 from integrations.hl7.header import read_header
 from integrations.hl7.parse import parse_message
@@ -188,3 +189,44 @@ def test_together_is_the_same_as_one_by_one(two_stores: tuple[Engine, Engine],
     assert any(obs[7] is False for obs, _ in expected["observations"])  # superseded ones
     for table in expected:
         assert got[table] == expected[table], table
+
+
+def test_the_bulk_insert_stores_what_sqlalchemy_stores(two_stores: tuple[Engine, Engine]
+                                                       ) -> None:
+    """insert_rows (the processor's insert of results) against SQLAlchemy's own insert of
+    the same rows: every column read back equal, times in other zones and repeated ones,
+    NULLs, booleans, floats and text with quotes included."""
+    plain, bulk = two_stores
+    observations = table_of(ObservationRecord)
+    ids = store_raw(plain, "MSH|^~\\&|LAB|H|C|W|20260105080000||ORU^R01|X1|P|2.5\r"
+                    "PID|1||M1^^^H^MR\r")
+    assert store_raw(bulk, "MSH|^~\\&|LAB|H|C|W|20260105080000||ORU^R01|X1|P|2.5\r"
+                     "PID|1||M1^^^H^MR\r") == ids
+    rng = random.Random(3)
+    zones = [timezone.utc, timezone(timedelta(hours=-5)), timezone(timedelta(minutes=330))]
+    times = [datetime(2026, 1, 5, rng.randrange(24), rng.randrange(60), rng.randrange(60),
+                      rng.choice([0, 123456]), tzinfo=rng.choice(zones)) for _ in range(4)]
+    rows = [{"patient_id": 0, "encounter_id": None, "message_id": ids[0],
+             "result_key": f"k{i}", "set_id": str(i), "code": rng.choice(CODES),
+             "value_text": rng.choice(["", "6.1", "it's \"high\"", "é ü"]),
+             "value_num": rng.choice([None, 6.1, -0.5, 1e-9]),
+             "observed_at": rng.choice([*times, None]), "recorded_at": times[0],
+             "is_current": rng.random() < 0.7} for i in range(50)]
+    read = []
+    for engine, how in ((plain, "sqlalchemy"), (bulk, "insert_rows")):
+        with engine.begin() as conn:
+            patient = conn.execute(insert(table_of(Patient)).values(family_name="Synthetic")
+                                   .returning(table_of(Patient).c.id)).scalar_one()
+            mine = [row | {"patient_id": patient} for row in rows]
+            if how == "sqlalchemy":
+                conn.execute(insert(observations), mine)
+            else:
+                insert_rows(conn, observations, mine)
+        with engine.connect() as conn:
+            read.append([tuple(row)[2:] for row in conn.execute(  # not the ids
+                select(observations).order_by(observations.c.id))])
+    assert len(read[1]) == 50 and read[1] == read[0]
+    # A column whose default is computed per row must be given: never one value for all.
+    with bulk.begin() as conn, pytest.raises(ValueError, match="give recorded_at"):
+        insert_rows(conn, observations, [{k: v for k, v in rows[0].items()
+                                          if k != "recorded_at"}])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Config, IngestConfig
@@ -132,3 +133,37 @@ def test_processor_thread_is_woken_by_the_inbox(engine: Engine) -> None:
     finally:
         inbox.stop()
         processor.stop()
+
+
+def test_large_results_go_in_pieces_the_ack_path_can_wait_for(engine: Engine) -> None:
+    """A chunk of 20-result messages is applied a few messages at a time (a piece holds at
+    most PIECE_ROWS rows: the write lock the ACK path waits for is held that long at
+    most), a message larger than that alone; the lot is processed in order."""
+    from app.ingest.processor import PIECE, PIECE_ROWS, _pieces
+
+    def panel(n: int, results: int) -> str:
+        return hl7_message(
+            f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01|L{n}|P|2.5",
+            f"PID|1||P{n % 7}^^^HOSP^MR||Doe^Jane", f"OBR|1||ORD-{n}|X",
+            *(f"OBX|{i}|NM|2345-{i}^Test^LN||{i}|mg/dL|||||F" for i in range(results)))
+
+    sizes = [20] * 9 + [300] + [0, 1] * 20
+    ids = store_raw(engine, *(panel(n, size) for n, size in enumerate(sizes)))
+    processor = Processor(engine)
+    content = {i: processor._parse(row) for i, row in zip(ids, _rows(engine, ids), strict=True)}
+    pieces = _pieces(ids, content)
+    assert [i for piece in pieces for i in piece] == ids
+    for piece in pieces:
+        rows = sum(1 + len(content[i][0].observations) for i in piece)  # type: ignore[index]
+        assert len(piece) <= PIECE and (rows <= PIECE_ROWS or len(piece) == 1)
+    assert [len(p) for p in pieces[:3]] == [6, 3, 1]  # 6 x 21 rows, then the 300 alone
+    assert processor.process_pending() == len(sizes)
+    assert {s for s, _ in _statuses(engine).values()} == {"processed"}
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(ObservationRecord)) == sum(sizes)
+
+
+def _rows(engine: Engine, ids: list[int]) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(InboxMessage.__table__).where(
+            InboxMessage.id.in_(ids)).order_by(InboxMessage.id)))

@@ -80,6 +80,14 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all",
            "WINEDLLOVERRIDES": "mscoree,mshtml="}  # no Mono or Gecko prompts
     sh("wineboot", "--init", env=env, timeout=600)
+    # One persistent wineserver for the module. Left to itself, it exits a few seconds
+    # after the last wine process; a `wine msiexec` started in that window found no
+    # msiexec.exe ("ShellExecuteEx failed: Internal error", seen in CI). Its output goes
+    # to /dev/null: the daemon would hold captured pipes open, and the run never end.
+    sh("wineserver", "-w", env=env, timeout=300)
+    subprocess.run(["wineserver", "-p"], env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+                   check=True)
     yield env
     sh("wineserver", "-k", env=env, check=False)
 

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,24 @@ def send_all_paced(port: int, payloads: list[bytes], connections: int, rate: flo
     The clock starts when every connection is open (not when the process was spawned):
     puts (latencies, errors, first send, last ACK), times on the system-wide monotonic
     clock that time.perf_counter reads on Linux, so the parent can compare them."""
+    _send(port, connections, rate, lambda index: payloads[index::connections], results)
+
+
+def send_generated(port: int, kind: str, rate: float, seconds: float, connections: int,
+                   results: Any) -> None:
+    """`send_all_paced` for `rate` msg/s during `seconds`, each thread making its messages
+    as it goes (ten minutes at 500/s are too many to hold)."""
+    make = {"adt": adt_a08, "oru": oru_r01, "mixed": mixed}[kind]
+
+    def made(index: int) -> Iterator[bytes]:
+        rng = random.Random(index)
+        return (make(n, rng) for n in range(index, int(rate * seconds), connections))
+
+    _send(port, connections, rate, made, results)
+
+
+def _send(port: int, connections: int, rate: float | None,
+          messages: Callable[[int], Iterable[bytes]], results: Any) -> None:
     latencies: list[float] = []
     lock = threading.Lock()
     errors: list[str] = []
@@ -104,14 +122,13 @@ def send_all_paced(port: int, payloads: list[bytes], connections: int, rate: flo
     finished: list[float] = []
 
     def sender(index: int) -> None:
-        mine = payloads[index::connections]
         local: list[float] = []
         interval = connections / rate if rate else 0.0
         try:
             with MllpClient("127.0.0.1", port) as client:
                 ready.wait(timeout=60)
                 next_at = time.perf_counter()
-                for payload in mine:
+                for payload in messages(index):
                     if interval:
                         delay = next_at - time.perf_counter()
                         if delay > 0:
@@ -137,6 +154,64 @@ def send_all_paced(port: int, payloads: list[bytes], connections: int, rate: flo
     for t in threads:
         t.join()
     results.put((latencies, "; ".join(errors[:3]), first_send, max(finished)))
+
+
+def mixed(n: int, rng: random.Random) -> bytes:
+    """Half admissions and updates, half 20-OBX results, interleaved."""
+    return adt_a08(n, rng) if n % 2 else oru_r01(n, rng)
+
+
+def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str | None,
+            folder: Path, connections: int = 8) -> None:
+    """`rate` msg/s offered for `seconds`: the backlog (received, not yet processed) each
+    30 s, and how it moved over the second half (bounded: it does not grow)."""
+    store = Store(store_kind, pg_url, folder)
+    config = Config()
+    config.paths.data_dir = str(folder)
+    config.database.url = store.url
+    config.listener.port = 0
+    config.ingest.feed_timezone = "UTC"
+    engine = open_store(store.url)
+    service = IngestService(config, engine)
+    server = service.start_in_thread()
+    ctx = multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    proc = ctx.Process(target=send_generated,
+                       args=(server.bound_port, kind, rate, seconds, connections, results))
+    proc.start()
+    samples: list[tuple[float, int]] = []
+    begun = time.perf_counter()
+    print(f"\n{kind} at {rate:.0f} msg/s offered for {seconds:.0f} s, {store_kind}, "
+          f"{connections} connections\n")
+    print("| elapsed s | received, not processed |")
+    print("|---:|---:|", flush=True)
+    while proc.is_alive():
+        time.sleep(1.0)
+        elapsed = time.perf_counter() - begun
+        backlog = unprocessed(engine)
+        samples.append((elapsed, backlog))
+        if len(samples) % 30 == 0:
+            print(f"| {elapsed:.0f} | {backlog} |", flush=True)
+    latencies, error, started, ended = results.get(timeout=60)
+    proc.join()
+    drained_at = time.perf_counter()
+    while unprocessed(engine):
+        time.sleep(0.05)
+    drain_s = time.perf_counter() - drained_at
+    service.stop()
+    engine.dispose()
+    store.drop()
+    if error:
+        raise RuntimeError(error)
+    half = [b for t, b in samples if t > seconds / 2]
+    grew = (half[-1] - half[0]) if len(half) > 1 else 0
+    print("\n| store | message | offered msg/s | ACKed msg/s | ACK p50 ms | ACK p99 ms | "
+          "backlog max | backlog at end | growth over 2nd half | drained in s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {store_kind} | {kind} | {rate:.0f} | {len(latencies) / (ended - started):.0f} | "
+          f"{statistics.median(latencies):.2f} | {percentile(latencies, 99):.2f} | "
+          f"{max(b for _, b in samples)} | {samples[-1][1]} | {grew:+d} | {drain_s:.1f} |",
+          flush=True)
 
 
 class Store:
@@ -281,7 +356,25 @@ def main() -> None:
     parser.add_argument("--no-paced", action="store_true", help="skip the 200/s rows")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip the comparison with Medplum's Hl7Server")
+    parser.add_argument("--sustain", type=float, metavar="RATE",
+                        help="instead of the tables: RATE msg/s offered for --seconds, "
+                             "the backlog sampled (e.g. --sustain 500 --seconds 600 "
+                             "--messages mixed --stores sqlite)")
+    parser.add_argument("--seconds", type=float, default=600.0)
     args = parser.parse_args()
+    if args.sustain:
+        logs.setup_logging("ERROR", None)
+        logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
+        sustain_url = os.environ.get("CLARION_TEST_POSTGRES_URL")
+        with tempfile.TemporaryDirectory() as tmp:
+            for store_kind in args.stores.split(","):
+                if store_kind == "postgresql" and not sustain_url:
+                    print("PostgreSQL skipped: CLARION_TEST_POSTGRES_URL is not set")
+                    continue
+                for kind in args.messages.split(","):
+                    sustain(kind, args.sustain, args.seconds, store_kind, sustain_url,
+                            Path(tmp))
+        return
     parsers = args.parsers.split(",")
     connection_counts = [int(c) for c in args.connections.split(",")]
     pg_url = os.environ.get("CLARION_TEST_POSTGRES_URL")

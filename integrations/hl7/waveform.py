@@ -284,6 +284,8 @@ class WaveformGroup:
 
 def is_attribute(obx_3: Any) -> str:
     """The MDC_ATTR_* mnemonic an OBX-3 names (by text, any numeric code), else ""."""
+    if "MDC_ATTR_" not in str(obx_3).upper():  # every result that is not an ECG's
+        return ""
     code, text, _ = _components(obx_3)
     for part in (text, code):
         if part.upper().startswith("MDC_ATTR_"):

@@ -230,3 +230,54 @@ def test_the_bulk_insert_stores_what_sqlalchemy_stores(two_stores: tuple[Engine,
     with bulk.begin() as conn, pytest.raises(ValueError, match="give recorded_at"):
         insert_rows(conn, observations, [{k: v for k, v in rows[0].items()
                                           if k != "recorded_at"}])
+
+
+@pytest.mark.postgres
+def test_a_role_under_row_level_security_inserts_without_copy(
+        two_stores: tuple[Engine, Engine]) -> None:
+    """COPY FROM refuses a table whose row-level security applies to the role; such a role
+    (not a department's receiver, which owns the tables) still stores results."""
+    from sqlalchemy import text
+
+    from app.store.patients import _may_copy
+
+    plain, engine = two_stores
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    role = f"clarion_rls_{os.getpid()}"
+    observations = table_of(ObservationRecord)
+    with engine.begin() as conn:
+        schema = conn.scalar(text("SELECT current_schema()"))
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role}"))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}'))
+        conn.execute(text(f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA \"{schema}\" TO {role}"))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}'))
+        conn.execute(text("ALTER TABLE observations ENABLE ROW LEVEL SECURITY"))
+        conn.execute(text(f"CREATE POLICY everything ON observations TO {role} "
+                          "USING (true) WITH CHECK (true)"))
+        patient = conn.execute(insert(table_of(Patient)).values(family_name="Synthetic")
+                               .returning(table_of(Patient).c.id)).scalar_one()
+    message_id = store_raw(engine, "MSH|^~\\&|LAB|H|C|W|20260105080000||ORU^R01|X1|P|2.5\r"
+                           "PID|1||M1^^^H^MR\r")[0]
+    row = {"patient_id": patient, "encounter_id": None, "message_id": message_id,
+           "result_key": "k", "recorded_at": datetime.now(timezone.utc)}
+    try:
+        with engine.begin() as conn:
+            assert _may_copy(conn, observations)  # the owner: COPY
+            insert_rows(conn, observations, [row])
+        with engine.begin() as conn:  # the role for this transaction only
+            conn.execute(text(f"SET LOCAL ROLE {role}"))
+            conn.connection.info.pop("clarion_copy", None)  # asked again, as this role
+            assert not _may_copy(conn, observations)
+            insert_rows(conn, observations, [row | {"result_key": "as the role"}])
+            conn.connection.info.pop("clarion_copy", None)
+        with engine.connect() as conn:
+            keys = conn.scalars(select(observations.c.result_key).order_by(
+                observations.c.id)).all()
+        assert keys == ["k", "as the role"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP POLICY everything ON observations"))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))

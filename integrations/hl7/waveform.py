@@ -10,7 +10,7 @@ code (public examples send `0^MDC_ATTR_SAMP_RATE`); leads by the 11073 table, wh
 numeric code wins over the sender's text.
 
 ED OBXs carry whole documents, base64: HL7 aECG XML (decoded to the same leads), a PDF or
-a DICOM waveform object (stored and listed, not analysed).
+a DICOM ECG waveform object (integrations/hl7/dicom_ecg.py).
 
 A recording that cannot be read as numbers in known units at a known rate is still
 returned, with `problems` saying why: the app stores it, quarantined, and the message is
@@ -208,9 +208,9 @@ class WaveformGroup:
             self.documents.append(Waveform("PDF", self.order_key, when, None, document=payload,
                                            problems=("a PDF is stored and listed, not analysed",)))
         elif kind in ("DICOM", "DCM") or payload[128:132] == b"DICM":
-            self.documents.append(Waveform(
-                "DICOM", self.order_key, when, None, document=payload,
-                problems=("a DICOM waveform is stored, not analysed (not decoded yet)",)))
+            from integrations.hl7.dicom_ecg import parse_dicom_ecg
+
+            self.documents.append(parse_dicom_ecg(payload, self.order_key, when))
         else:
             from integrations.hl7.aecg import parse_aecg
 

@@ -79,6 +79,30 @@ def test_a_recording_is_stored_compactly_and_read_back(engine: Engine) -> None:
     assert stored.lead(("II",)) is stored.leads[0]
 
 
+def test_a_dicom_ecg_from_the_feed_is_stored_as_leads_and_analysed(
+        engine: Engine, analyzer: EcgAnalyzer) -> None:
+    """A resting 12-lead ECG as a DICOM object (pydicom's device-written test file) in an
+    ED OBX: stored as leads, not as a document, and read by the models like any other."""
+    import base64
+
+    from pydicom.data import get_testdata_file
+
+    payload = Path(get_testdata_file("waveform_ecg.dcm") or "").read_bytes()
+    store_raw(engine, hl7_message(
+        "MSH|^~\\&|ECG|H|C|W|20261203||ORU^R01|D1|P|2.6", "PID|1||M9^^^HOSP^MR||Doe^J",
+        "OBR|1|P1|F1|11524-6^EKG study^LN|||20261203090000",
+        f"OBX|1|ED|11524-6^EKG study^LN||^application^DICOM^Base64^"
+        f"{base64.b64encode(payload).decode()}||||||F"))
+    assert Processor(engine).process_pending() == 1
+    with engine.connect() as conn:
+        [stored] = patient_waveforms(conn, [1])
+    assert stored.source == "DICOM" and stored.status == "ok", stored.problems
+    assert len(stored.leads) == 12 and stored.rate_hz == 1000.0
+    analysis = analyzer.analyse(stored)
+    assert analysis.readable, analysis
+    assert analysis.mean_hr is not None and 40 <= analysis.mean_hr <= 150
+
+
 def test_a_recording_without_its_rate_is_quarantined_acked_and_kept(
         config: Config, caplog: pytest.LogCaptureFixture) -> None:
     text = oru_waveform("ECG2", "W2", [("II", simulated(10.0, 500))], 500, "20261203101500",

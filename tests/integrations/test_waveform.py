@@ -1,18 +1,21 @@
-"""ECG waveforms in HL7 v2: IHE PCD-01 sample arrays, aECG, PDF; what cannot be read is
-returned with the reason, never dropped. Synthetic signals, and a real MIT-BIH record where
-the archive is at hand."""
+"""ECG waveforms in HL7 v2: IHE PCD-01 sample arrays, aECG, DICOM, PDF; what cannot be read
+is returned with the reason, never dropped. Synthetic signals, a real MIT-BIH record where
+the archive is at hand, and the 12-lead ECG that pydicom ships as test data."""
 
 from __future__ import annotations
 
 import base64
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from integrations.hl7.aecg import write_aecg
+from integrations.hl7.dicom_ecg import write_dicom_ecg
 from integrations.hl7.parse import parse_message
+from integrations.hl7.waveform import LEAD_BY_NAME as LEAD_CODES_BY_NAME
 from integrations.hl7.waveform import LEAD_CODES, lead_of, oru_waveform
 
 
@@ -116,6 +119,39 @@ def test_aecg_document_is_decoded_to_the_same_leads() -> None:
     assert waveform.rate_hz == pytest.approx(500.0)
     assert [lead.name for lead in waveform.leads] == ["I", "II", "aVR", "V6"]
     assert np.max(np.abs(waveform.leads[1].samples - leads[1][1])) <= 0.0006
+
+
+def test_a_device_written_dicom_ecg_is_decoded() -> None:
+    """pydicom's test file waveform_ecg.dcm: 12-lead ECG Waveform Storage as a device wrote
+    it, a 10 s rhythm group at 1,000 Hz and a derived median beat; the rhythm is read,
+    each lead by its SCP-ECG code, in mV."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("waveform_ecg.dcm")
+    assert path is not None, "pydicom's test files are part of its wheel"
+    payload = Path(path).read_bytes()
+    [waveform] = parse(ed_message(payload, "DICOM")).waveforms
+    assert waveform.source == "DICOM" and waveform.analysable, waveform.problems
+    assert waveform.rate_hz == 1000.0 and waveform.seconds == 10.0
+    assert [lead.name for lead in waveform.leads] == [
+        "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    assert waveform.leads[2].code == LEAD_CODES_BY_NAME["III"]
+    microvolts = pydicom.dcmread(path).waveform_array(0)  # sensitivity applied: uV
+    assert np.allclose(waveform.leads[7].samples, microvolts[:, 7] / 1000.0, atol=1e-6)
+    assert not waveform.document  # decoded: stored as leads, not as a document
+
+
+def test_a_dicom_ecg_round_trip_and_a_damaged_one_kept_with_the_reason() -> None:
+    leads = sine_leads(names=("I", "II", "aVF", "V2"))
+    [waveform] = parse(ed_message(write_dicom_ecg(leads, 500), "DICOM")).waveforms
+    assert waveform.analysable and waveform.rate_hz == 500.0
+    assert [lead.name for lead in waveform.leads] == ["I", "II", "aVF", "V2"]
+    assert np.max(np.abs(waveform.leads[3].samples - leads[3][1])) <= 0.000625 + 1e-6
+    damaged = write_dicom_ecg(leads, 500)[:3000]  # cut off inside the waveform data
+    [kept] = parse(ed_message(damaged, "DICOM")).waveforms
+    assert kept.source == "DICOM" and not kept.analysable and kept.document == damaged
+    assert "cannot be analysed" in kept.problems[0], kept.problems
 
 
 def test_pdf_is_kept_not_analysed_and_bad_xml_says_why() -> None:

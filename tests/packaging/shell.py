@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 
 def sh(*command: str | Path, check: bool = True, env: dict[str, str] | None = None,
        timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    """Run `command` to its end, its output captured in files, not pipes: what it leaves
+    running (wine's services, on a wineserver that stays up) would hold a pipe open and
+    the wait for its end would never finish."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        done = subprocess.run([str(c) for c in command], stdout=out, stderr=err, env=env,
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, command))} exited {done.returncode}:\n"
-                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
+                             f"{stdout[-3000:]}\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(done.args, done.returncode, stdout, stderr)

@@ -215,10 +215,13 @@ def test_the_embedded_python_answers_hl7_under_wine(msis: dict[str, Path],
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n")
     python = prefix / INSTALL / "python" / "python.exe"
-    process = subprocess.Popen(["wine", str(python), "-B", str(script)], env=wine,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:  # a file: a pipe would outlive the process (shell.py)
+        process = subprocess.Popen(["wine", str(python), "-B", str(script)], env=wine,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready", errors.read_text()[-3000:]
         with MllpClient("127.0.0.1", port) as client:
             ack = client.send(b"MSH|^~\\&|LAB|H|CLARION|W|20261203120000||ORU^R01|WINE1|P|2.5\r"
                               b"PID|1||SYN900002^^^H^MR||Synthetic^Wine||19700101|F\r"
@@ -227,5 +230,7 @@ def test_the_embedded_python_answers_hl7_under_wine(msis: dict[str, Path],
         assert b"MSA|AA|WINE1" in ack
     finally:
         process.kill()
-        process.communicate(timeout=30)
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
         sh("wine", "msiexec", "/x", str(msis["current"]), "/qn", env=wine, check=False)

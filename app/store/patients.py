@@ -296,29 +296,6 @@ def _result_key(obs: Observation) -> str:
     return f"{anchor}|{obs.coding_system}|{obs.code}|{obs.sub_id}"[:600]
 
 
-def _store_observations(conn: Connection, patient_id: int, encounter_id: int | None,
-                        message_id: int, observations: Sequence[Observation]) -> None:
-    """Insert a message's results; each supersedes the current result with the same key."""
-    if not observations:
-        return
-    keys = [_result_key(obs) for obs in observations]
-    earlier: dict[str, list[int]] = {}
-    for old_id, key in conn.execute(select(_O.c.id, _O.c.result_key).where(
-            _O.c.patient_id == patient_id, _O.c.result_key.in_(set(keys)),
-            _O.c.is_current.is_(True))):
-        earlier.setdefault(key, []).append(old_id)
-    insert_rows(conn, _O, _observation_rows(patient_id, encounter_id, message_id,
-                                            observations, keys))
-    repeated = _repeated(keys, earlier)
-    if not repeated:
-        return
-    superseded = _superseded(earlier, conn.execute(select(_O.c.id, _O.c.result_key).where(
-        _O.c.message_id == message_id, _O.c.patient_id == patient_id,
-        _O.c.result_key.in_(repeated)).order_by(_O.c.id)))
-    if superseded:
-        conn.execute(_SUPERSEDE, superseded)
-
-
 def _observation_rows(patient_id: int, encounter_id: int | None, message_id: int,
                       observations: Sequence[Observation], keys: Sequence[str]
                       ) -> list[dict[str, Any]]:
@@ -353,19 +330,6 @@ def _superseded(earlier: dict[str, list[int]], new_rows: Any) -> list[dict[str, 
     return superseded
 
 
-def _store_diagnoses(conn: Connection, patient_id: int, encounter_id: int | None,
-                     message_id: int, diagnoses: Sequence[Diagnosis]) -> None:
-    """ADT updates repeat the same DG1s: keep one of each (code, system, time)."""
-    if not diagnoses:
-        return
-    known = {(row.code, row.coding_system, row.diagnosed_at) for row in conn.execute(
-        select(_D.c.code, _D.c.coding_system, _D.c.diagnosed_at).where(
-            _D.c.patient_id == patient_id, _D.c.code.in_({dx.code[:64] for dx in diagnoses})))}
-    rows = _diagnosis_rows(patient_id, encounter_id, message_id, diagnoses, known)
-    if rows:
-        conn.execute(insert(_D), rows)
-
-
 def _diagnosis_rows(patient_id: int, encounter_id: int | None, message_id: int,
                     diagnoses: Sequence[Diagnosis], known: set[tuple[Any, ...]]
                     ) -> list[dict[str, Any]]:
@@ -391,8 +355,9 @@ def apply_parsed(conn: Connection, message_id: int,
         if item.adt_action is AdtAction.MERGE:
             _merge(conn, patient_id, item.merged_identifiers)
         encounter_id = _apply_visit(conn, patient_id, item)
-        _store_observations(conn, patient_id, encounter_id, message_id, item.observations)
-        _store_diagnoses(conn, patient_id, encounter_id, message_id, item.diagnoses)
+        # What a run does, for a run of one.
+        _store_run_observations(conn, [(message_id, item)], [patient_id], [encounter_id])
+        _store_run_diagnoses(conn, [(message_id, item)], [patient_id], [encounter_id])
         store_waveforms(conn, patient_id, encounter_id, message_id, item.waveforms)
         changed.append(patient_id)
     return changed
@@ -560,17 +525,20 @@ def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessa
     insert_rows(conn, _O, rows)
     if not repeated:
         return
-    new_rows: dict[int, list[tuple[int, str]]] = {}  # message id → (new id, key), in order
-    for new_id, message_id, key in conn.execute(
-            select(_O.c.id, _O.c.message_id, _O.c.result_key).where(
+    # (message, patient) → (new id, key), in order
+    new_rows: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    for new_id, message_id, patient_id, key in conn.execute(
+            select(_O.c.id, _O.c.message_id, _O.c.patient_id, _O.c.result_key).where(
                 _O.c.message_id.in_({message_id for _, message_id, _ in repeated}),
+                _O.c.patient_id.in_({patient_id for patient_id, _, _ in repeated}),
                 _O.c.result_key.in_({key for *_, again in repeated for key in again}))
             .order_by(_O.c.id)):
-        new_rows.setdefault(message_id, []).append((new_id, key))
+        new_rows.setdefault((message_id, patient_id), []).append((new_id, key))
     superseded = []
     for patient_id, message_id, again in repeated:
         superseded += _superseded(earlier[patient_id], [
-            (new_id, key) for new_id, key in new_rows.get(message_id, []) if key in again])
+            (new_id, key) for new_id, key in new_rows.get((message_id, patient_id), [])
+            if key in again])
     if superseded:
         conn.execute(_SUPERSEDE, superseded)
 

@@ -27,6 +27,13 @@ main one sets Clarion's durable ACK rate beside it.
 
 For a quick look at some rows: --stores sqlite --messages adt --connections 8
 --parsers msh-only --no-paced (each selects a subset; see --help).
+
+Two other measures, instead of the tables:
+  --drain 2000 --messages adt,oru      processing alone: the inbox filled first, then one
+                                       processor drains it (no receipt competing)
+  --sustain 500 --seconds 600 --messages mixed
+                                       a rate offered for ten minutes: is the backlog
+                                       (received, not yet processed) bounded?
 """
 
 from __future__ import annotations
@@ -214,6 +221,38 @@ def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str
           flush=True)
 
 
+def drain(kind: str, make: Callable[[int, random.Random], bytes], total: int,
+          store_kind: str, pg_url: str | None, folder: Path) -> float:
+    """Processing alone: `total` messages put in the inbox first (no socket), then one
+    processor, in this process, drains it. Returns msg/s."""
+    from app.config import IngestConfig
+    from app.ingest.inbox import DurableInbox
+    from app.ingest.processor import Processor
+    from integrations.hl7.receipt import assess
+
+    store = Store(store_kind, pg_url, folder)
+    engine = open_store(store.url)
+    inbox = DurableInbox(engine)
+    inbox.start()
+    rng = random.Random(7)
+    waiting = [inbox.submit(raw, "bench", assess(raw))
+               for raw in (make(n, rng) for n in range(total))]
+    for future in waiting:
+        future.result()
+    inbox.stop()
+    processor = Processor(engine, IngestConfig(feed_timezone="UTC"))
+    started = time.perf_counter()
+    while processor.process_pending():
+        pass
+    elapsed = time.perf_counter() - started
+    left = unprocessed(engine)
+    engine.dispose()
+    store.drop()
+    if left:
+        raise RuntimeError(f"{left} {kind} messages were left unprocessed")
+    return total / elapsed
+
+
 class Store:
     """A fresh store per run: a SQLite file, or a schema on the PostgreSQL server."""
 
@@ -361,7 +400,33 @@ def main() -> None:
                              "the backlog sampled (e.g. --sustain 500 --seconds 600 "
                              "--messages mixed --stores sqlite)")
     parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--drain", type=int, metavar="N",
+                        help="instead of the tables: processing alone, N messages stored "
+                             "first and then processed, REPEAT times each (median, min, max)")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.drain:
+        logs.setup_logging("ERROR", None)
+        logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
+        drain_url = os.environ.get("CLARION_TEST_POSTGRES_URL")
+        makers = {"adt": ("ADT^A08", adt_a08), "oru": ("ORU^R01 (20 OBX)", oru_r01),
+                  "mixed": ("mixed", mixed)}
+        print(f"\nProcessing alone, one processor, {os.cpu_count()} cores, "
+              f"{args.drain} messages per run\n")
+        print("| store | message | runs | msg/s median | min | max |")
+        print("|---|---|---:|---:|---:|---:|", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for store_kind in args.stores.split(","):
+                if store_kind == "postgresql" and not drain_url:
+                    continue
+                for key in args.messages.split(","):
+                    name, make = makers[key]
+                    rates = [drain(key, make, args.drain, store_kind, drain_url, Path(tmp))
+                             for _ in range(args.repeat)]
+                    print(f"| {store_kind} | {name} | {len(rates)} | "
+                          f"{statistics.median(rates):.0f} | {min(rates):.0f} | "
+                          f"{max(rates):.0f} |", flush=True)
+        return
     if args.sustain:
         logs.setup_logging("ERROR", None)
         logs.load_pseudonym_key(Path(tempfile.mkdtemp()))

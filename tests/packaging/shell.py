@@ -12,9 +12,11 @@ def sh(*command: str | Path, check: bool = True, env: dict[str, str] | None = No
     """Run `command` to its end, its output captured in files, not pipes: what it leaves
     running (wine's services, on a wineserver that stays up) would hold a pipe open and
     the wait for its end would never finish."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    # Named files, stdin inherited: with unnamed temporary files and /dev/null as stdin,
+    # the MSI's CPython under wine failed at "init_sys_streams" (invalid handle).
+    with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
         done = subprocess.run([str(c) for c in command], stdout=out, stderr=err, env=env,
-                              stdin=subprocess.DEVNULL, timeout=timeout)
+                              timeout=timeout)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")

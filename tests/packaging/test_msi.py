@@ -215,13 +215,18 @@ def test_the_embedded_python_answers_hl7_under_wine(msis: dict[str, Path],
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n")
     python = prefix / INSTALL / "python" / "python.exe"
-    errors = tmp_path / "stderr.txt"
-    with errors.open("w") as stderr:  # a file: a pipe would outlive the process (shell.py)
-        process = subprocess.Popen(["wine", str(python), "-B", str(script)], env=wine,
-                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+    # Pipes (CPython under wine cannot start on a regular file), never read to their end
+    # (wine's services may hold them open: shell.py).
+    process = subprocess.Popen(["wine", str(python), "-B", str(script)], env=wine,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready", errors.read_text()[-3000:]
+        said = []
+        for line in process.stdout:
+            said.append(line)
+            if line.strip() == "ready":
+                break
+        assert said and said[-1].strip() == "ready", "".join(said)[-3000:]
         with MllpClient("127.0.0.1", port) as client:
             ack = client.send(b"MSH|^~\\&|LAB|H|CLARION|W|20261203120000||ORU^R01|WINE1|P|2.5\r"
                               b"PID|1||SYN900002^^^H^MR||Synthetic^Wine||19700101|F\r"

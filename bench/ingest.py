@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import random
 import statistics
 import sys
@@ -192,14 +193,18 @@ def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str
           f"{connections} connections\n")
     print("| elapsed s | received, not processed |")
     print("|---:|---:|", flush=True)
-    while proc.is_alive():
-        time.sleep(1.0)
+    while True:  # the sender's results are read as they come (it cannot exit before)
+        try:
+            latencies, error, started, ended = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError("the sender process died") from None
         elapsed = time.perf_counter() - begun
         backlog = unprocessed(engine)
         samples.append((elapsed, backlog))
         if len(samples) % 30 == 0:
             print(f"| {elapsed:.0f} | {backlog} |", flush=True)
-    latencies, error, started, ended = results.get(timeout=60)
     proc.join()
     drained_at = time.perf_counter()
     while unprocessed(engine):

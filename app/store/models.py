@@ -162,6 +162,8 @@ class Encounter(Base):
     """A visit (PV1), kept up to date by admits, transfers, discharges and cancels."""
 
     __tablename__ = "encounters"
+    # A message names its visit by number: found without reading the patient's others.
+    __table_args__ = (Index("ix_encounter_patient_visit", "patient_id", "visit_number"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)

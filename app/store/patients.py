@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import ColumnDefault
 
@@ -469,13 +480,18 @@ def _apply_visits(conn: Connection, taken: list[tuple[int, ParsedMessage]],
     if not visits:
         return ids
     numbers = {visit.visit_number for _, _, visit in visits if visit.visit_number}
+    # A visit is found by its number; one sent without a number is the patient's latest
+    # active one. (Not every active visit of every patient: a patient with a long record
+    # has many, and reading them all made processing slow down as the store grew.)
+    unnumbered = {patient_ids[i] for i, _, visit in visits if not visit.visit_number}
     numbered: dict[tuple[int, str], Any] = {}
     active: dict[int, Any] = {}
     for row in conn.execute(
             select(_E.c.id, _E.c.patient_id, _E.c.visit_number, _E.c.location, _E.c.status)
             .where(_E.c.patient_id.in_({patient_ids[i] for i, _, _ in visits}),
                    or_(_E.c.visit_number.in_(numbers),
-                       _E.c.status == EncounterStatus.ACTIVE.value))
+                       and_(_E.c.patient_id.in_(unnumbered),
+                            _E.c.status == EncounterStatus.ACTIVE.value)))
             .order_by(_E.c.id)):  # the latest wins, as in _apply_visit
         numbered[(row.patient_id, row.visit_number)] = row
         if row.status == EncounterStatus.ACTIVE.value:

@@ -12,11 +12,9 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Table,
-    and_,
     bindparam,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -486,16 +484,18 @@ def _apply_visits(conn: Connection, taken: list[tuple[int, ParsedMessage]],
     unnumbered = {patient_ids[i] for i, _, visit in visits if not visit.visit_number}
     numbered: dict[tuple[int, str], Any] = {}
     active: dict[int, Any] = {}
-    for row in conn.execute(
-            select(_E.c.id, _E.c.patient_id, _E.c.visit_number, _E.c.location, _E.c.status)
-            .where(_E.c.patient_id.in_({patient_ids[i] for i, _, _ in visits}),
-                   or_(_E.c.visit_number.in_(numbers),
-                       and_(_E.c.patient_id.in_(unnumbered),
-                            _E.c.status == EncounterStatus.ACTIVE.value)))
-            .order_by(_E.c.id)):  # the latest wins, as in _apply_visit
-        numbered[(row.patient_id, row.visit_number)] = row
-        if row.status == EncounterStatus.ACTIVE.value:
-            active[row.patient_id] = row
+    columns = (_E.c.id, _E.c.patient_id, _E.c.visit_number, _E.c.location, _E.c.status)
+    if numbers:  # two INs on the index's two columns: a lookup per pair, not a scan
+        for row in conn.execute(select(*columns).where(
+                _E.c.patient_id.in_({patient_ids[i] for i, _, visit in visits
+                                     if visit.visit_number}),
+                _E.c.visit_number.in_(numbers)).order_by(_E.c.id)):
+            numbered[(row.patient_id, row.visit_number)] = row  # the latest wins
+    if unnumbered:
+        for row in conn.execute(select(*columns).where(
+                _E.c.patient_id.in_(unnumbered),
+                _E.c.status == EncounterStatus.ACTIVE.value).order_by(_E.c.id)):
+            active[row.patient_id] = row  # the latest wins, as in _apply_visit
     new, known = [], []
     for index, item, visit in visits:
         patient_id = patient_ids[index]

@@ -162,8 +162,10 @@ class Encounter(Base):
     """A visit (PV1), kept up to date by admits, transfers, discharges and cancels."""
 
     __tablename__ = "encounters"
-    # A message names its visit by number: found without reading the patient's others.
-    __table_args__ = (Index("ix_encounter_patient_visit", "patient_id", "visit_number"),)
+    # A message names its visit by number, or means the patient's latest active one: both
+    # found without reading the patient's other visits (migration 0010).
+    __table_args__ = (Index("ix_encounter_patient_visit", "patient_id", "visit_number"),
+                      Index("ix_encounter_patient_status_id", "patient_id", "status", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)

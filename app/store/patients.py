@@ -491,11 +491,12 @@ def _apply_visits(conn: Connection, taken: list[tuple[int, ParsedMessage]],
                                      if visit.visit_number}),
                 _E.c.visit_number.in_(numbers)).order_by(_E.c.id)):
             numbered[(row.patient_id, row.visit_number)] = row  # the latest wins
-    if unnumbered:
-        for row in conn.execute(select(*columns).where(
-                _E.c.patient_id.in_(unnumbered),
-                _E.c.status == EncounterStatus.ACTIVE.value).order_by(_E.c.id)):
-            active[row.patient_id] = row  # the latest wins, as in _apply_visit
+    if unnumbered:  # each patient's latest active visit, as in _apply_visit (not all of them)
+        latest = select(func.max(_E.c.id)).where(
+            _E.c.patient_id.in_(unnumbered),
+            _E.c.status == EncounterStatus.ACTIVE.value).group_by(_E.c.patient_id)
+        for row in conn.execute(select(*columns).where(_E.c.id.in_(latest))):
+            active[row.patient_id] = row
     new, known = [], []
     for index, item, visit in visits:
         patient_id = patient_ids[index]

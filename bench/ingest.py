@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -169,10 +169,9 @@ def mixed(n: int, rng: random.Random) -> bytes:
     return adt_a08(n, rng) if n % 2 else oru_r01(n, rng)
 
 
-def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str | None,
-            folder: Path, connections: int = 8) -> None:
-    """`rate` msg/s offered for `seconds`: the backlog (received, not yet processed) each
-    30 s, and how it moved over the second half (bounded: it does not grow)."""
+def receiver(store_kind: str, pg_url: str | None, folder: Path
+             ) -> tuple[Store, Engine, IngestService]:
+    """A fresh store and the ingest service on it (port chosen by the system)."""
     store = Store(store_kind, pg_url, folder)
     config = Config()
     config.paths.data_dir = str(folder)
@@ -180,7 +179,14 @@ def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str
     config.listener.port = 0
     config.ingest.feed_timezone = "UTC"
     engine = open_store(store.url)
-    service = IngestService(config, engine)
+    return store, engine, IngestService(config, engine)
+
+
+def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str | None,
+            folder: Path, connections: int = 8) -> None:
+    """`rate` msg/s offered for `seconds`: the backlog (received, not yet processed) each
+    30 s, and how it moved over the second half (bounded: it does not grow)."""
+    store, engine, service = receiver(store_kind, pg_url, folder)
     server = service.start_in_thread()
     ctx = multiprocessing.get_context("spawn")
     results: Any = ctx.Queue()
@@ -297,14 +303,7 @@ def receipt_parser(name: str) -> Callable[[bytes], object] | None:
 def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int, total: int,
         store_kind: str, parser: str, pg_url: str | None, folder: Path,
         rate: float | None = None) -> dict[str, float]:
-    store = Store(store_kind, pg_url, folder)
-    config = Config()
-    config.paths.data_dir = str(folder)
-    config.database.url = store.url
-    config.listener.port = 0
-    config.ingest.feed_timezone = "UTC"
-    engine = open_store(store.url)
-    service = IngestService(config, engine)
+    store, engine, service = receiver(store_kind, pg_url, folder)
     parse = receipt_parser(parser)
     if parse is not None:
         inner = service.handle

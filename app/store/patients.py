@@ -231,22 +231,7 @@ def _upsert_patient(conn: Connection, info: PatientInfo) -> int:
 
 def _apply_visit(conn: Connection, patient_id: int, parsed: ParsedMessage) -> int | None:
     """The encounter this message is about, created or updated; None if there is none."""
-    visit = _visit_of(parsed)
-    if visit is None:
-        return None
-    query = select(_E.c.id, _E.c.location, _E.c.status).where(_E.c.patient_id == patient_id)
-    if visit.visit_number:
-        query = query.where(_E.c.visit_number == visit.visit_number)
-    else:
-        query = query.where(_E.c.status == EncounterStatus.ACTIVE.value)
-    current = conn.execute(query.order_by(_E.c.id.desc()).limit(1)).first()
-    values = _visit_change(parsed, visit, current)
-    if current is None:
-        return conn.execute(insert(_E).values(
-            patient_id=patient_id, visit_number=visit.visit_number, **values
-        ).returning(_E.c.id)).scalar_one()
-    conn.execute(update(_E).where(_E.c.id == current.id).values(**values))
-    return current.id
+    return _apply_visits(conn, [parsed], [patient_id])[0]  # a run of one
 
 
 def _visit_of(parsed: ParsedMessage) -> VisitInfo | None:
@@ -418,7 +403,7 @@ def _apply_run(conn: Connection, run: list[tuple[int, ParsedMessage]]) -> list[i
         found.append(patient_id)
     taken = run[:len(found)]
     patient_ids = _upsert_patients(conn, taken, found, owners)
-    encounter_ids = _apply_visits(conn, taken, patient_ids)
+    encounter_ids = _apply_visits(conn, [item for _, item in taken], patient_ids)
     _store_run_observations(conn, taken, patient_ids, encounter_ids)
     _store_run_diagnoses(conn, taken, patient_ids, encounter_ids)
     return patient_ids
@@ -470,10 +455,11 @@ def _upsert_patients(conn: Connection, taken: list[tuple[int, ParsedMessage]],
     return ids
 
 
-def _apply_visits(conn: Connection, taken: list[tuple[int, ParsedMessage]],
+def _apply_visits(conn: Connection, items: list[ParsedMessage],
                   patient_ids: list[int]) -> list[int | None]:
-    ids: list[Any] = [None] * len(taken)
-    visits = [(index, item, visit) for index, (_, item) in enumerate(taken)
+    """Each message's encounter, created or updated (None where it is about none)."""
+    ids: list[Any] = [None] * len(items)
+    visits = [(index, item, visit) for index, item in enumerate(items)
               if (visit := _visit_of(item)) is not None]
     if not visits:
         return ids

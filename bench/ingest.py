@@ -182,6 +182,18 @@ def receiver(store_kind: str, pg_url: str | None, folder: Path
     return store, engine, IngestService(config, engine)
 
 
+def processed_and_stopped(store: Store, engine: Engine, service: IngestService) -> float:
+    """Wait until every received message is processed, then stop the receiver and drop its
+    store. Returns when (time.perf_counter) the last one was processed."""
+    while unprocessed(engine):
+        time.sleep(0.02)
+    done = time.perf_counter()
+    service.stop()
+    engine.dispose()
+    store.drop()
+    return done
+
+
 def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str | None,
             folder: Path, connections: int = 8) -> None:
     """`rate` msg/s offered for `seconds`: the backlog (received, not yet processed) each
@@ -213,12 +225,7 @@ def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str
             print(f"| {elapsed:.0f} | {backlog} |", flush=True)
     proc.join()
     drained_at = time.perf_counter()
-    while unprocessed(engine):
-        time.sleep(0.05)
-    drain_s = time.perf_counter() - drained_at
-    service.stop()
-    engine.dispose()
-    store.drop()
+    drain_s = processed_and_stopped(store, engine, service) - drained_at
     if error:
         raise RuntimeError(error)
     half = [b for t, b in samples if t > seconds / 2]
@@ -328,12 +335,7 @@ def run(kind: str, make: Callable[[int, random.Random], bytes], connections: int
     if error:
         raise RuntimeError(error)
     acked_s = last_ack - started
-    while unprocessed(engine):
-        time.sleep(0.02)
-    processed_s = time.perf_counter() - started
-    service.stop()
-    engine.dispose()
-    store.drop()
+    processed_s = processed_and_stopped(store, engine, service) - started
     return {"msgs": total, "ack_per_s": total / acked_s, "processed_per_s": total / processed_s,
             "p50": statistics.median(latencies), "p99": percentile(latencies, 99),
             "max": max(latencies)}

@@ -26,7 +26,7 @@ from app.store.waveforms import StoredWaveform
 from engines.card import load_card
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.select import Candidate, Selection
-from engines.signals import beat_windows, rr_features, strip_input, strip_windows
+from engines.signals import beat_inputs, strip_input, strip_windows
 from engines.training import ecg_data
 from integrations.hl7.parse import parse_message
 from integrations.hl7.waveform import Lead, oru_waveform
@@ -109,8 +109,7 @@ def main() -> None:
         rows.append((label, "resample + filter (100 Hz)", timed(
             lambda p: prepare(p.cleaned, 360.0, rhythm_spec, p), prepared, repeat), None, None))
         fp32, int8 = analyzers["FP32"].beats, analyzers["INT8 (beats)"].beats
-        batches = [{"beat": beat_windows(p.cleaned, p.peaks, beats_spec.window),
-                    "rr": rr_features(p.peaks, 360.0)} for p in prepared]
+        batches = [beat_inputs(p.cleaned, p.peaks, 360.0, beats_spec) for p in prepared]
         rows.append((label, "beat model", timed(fp32.infer, batches, repeat),  # type: ignore[union-attr]
                      timed(int8.infer, batches, repeat),  # type: ignore[union-attr]
                      timed(torch_beats, batches, repeat) if torch_beats else None))

@@ -6,12 +6,18 @@ beat window and the strip length. The app (`app/ecg/`) picks the lead, resamples
 rate, detects the QRS complexes and judges the signal's quality; what the network reads
 is made here, so the training code and the app cannot drift apart.
 
-Beat model (`ecg_beats`), one row per beat:
-  beat      float32 [B, 1, W]  the filtered lead from `before` samples ahead of the R peak
-                               to `after` samples past it, over the strip's R amplitude
-  rr        float32 [B, F]     RR-interval features (`RR_FEATURES`), the inter-patient
-                               standard (de Chazal 2004): the beat's own intervals against
-                               the local and the strip's average rhythm
+Beat model (`ecg_beats`), one row per beat (`beat_inputs`):
+  beat      float32 [B, C, W]  the filtered lead from `before` samples ahead of the R peak
+                               to `after` samples past it, over the strip's R amplitude;
+                               with a template (card `template_beats` > 0, C = 2), the
+                               second channel is the beat less the median beat of its
+                               block of `template_beats` beats: how it differs from the
+                               patient's usual beat, whatever that looks like (a bundle-
+                               branch block, an inverted lead)
+  rr        float32 [B, F]     RR-interval features (the card's `rr`, named in
+                               `RR_FEATURES`), the inter-patient standard (de Chazal
+                               2004): the beat's own intervals against the local and the
+                               recording's usual rhythm
 Rhythm model (`ecg_rhythm`), one row per strip:
   strip     float32 [B, 1, L]  the filtered lead over its own standard deviation, zero
                                padded at the end to the card's length (at least)
@@ -28,8 +34,13 @@ if TYPE_CHECKING:
     from engines.card import ModelCard
     from engines.inputs import GraphShapes
 
+# Every RR feature a card may name; a card's `rr` lists those its model reads, in order.
+# pre/post: the intervals before and after the beat (s); local: the mean of the ten around
+# it; mean: the recording's mean; median: the median pre-interval of the beat's template
+# block (robust to the pauses and runs that pull a mean).
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "pre_over_local", "post_over_local",
-               "local_over_mean")
+               "local_over_mean", "pre_over_median", "post_over_median")
+FIRST_RR = RR_FEATURES[:6]  # the first beat model's (cards without `rr`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +52,30 @@ class SignalSpec:
     window: tuple[int, int] = (0, 0)  # beats: samples before and after the R peak
     strip_s: float = 0.0  # rhythm: the strip length the model was trained on
     lead: str = "II"
+    template_beats: int = 0  # beats: the block a beat's template is the median of (0: none)
+    rr: tuple[str, ...] = FIRST_RR  # beats: the RR features, in the model's order
+
+    @property
+    def beat_channels(self) -> int:
+        return 2 if self.template_beats else 1
 
     @classmethod
     def from_card(cls, block: dict) -> SignalSpec:
+        rr = tuple(block.get("rr", FIRST_RR))
+        unknown = [name for name in rr if name not in RR_FEATURES]
+        if unknown:
+            raise ValueError(f"card signal.rr names {unknown}, which this version does not "
+                             f"compute (known: {', '.join(RR_FEATURES)}); update Clarion")
         return cls(float(block["rate_hz"]), (float(block["band_hz"][0]),
                                              float(block["band_hz"][1])),
                    tuple(block.get("window", (0, 0))),  # type: ignore[arg-type]
-                   float(block.get("strip_s", 0.0)), str(block.get("lead", "II")))
+                   float(block.get("strip_s", 0.0)), str(block.get("lead", "II")),
+                   int(block.get("template_beats", 0)), rr)
 
     def to_card(self) -> dict:
         return {"rate_hz": self.rate_hz, "band_hz": list(self.band_hz),
-                "window": list(self.window), "strip_s": self.strip_s, "lead": self.lead}
+                "window": list(self.window), "strip_s": self.strip_s, "lead": self.lead,
+                "template_beats": self.template_beats, "rr": list(self.rr)}
 
 
 def resample(signal: np.ndarray, rate_hz: float, to_hz: float) -> np.ndarray:
@@ -107,26 +131,85 @@ def beat_windows(cleaned: np.ndarray, peaks: np.ndarray, window: tuple[int, int]
     return (rows / amp).astype(np.float32)[:, None, :]
 
 
-def rr_features(peaks: np.ndarray, rate_hz: float, local_beats: int = 10) -> np.ndarray:
-    """[B, len(RR_FEATURES)]: seconds before and after each beat, the mean of the
-    `local_beats` intervals around it, their ratios, and the local against the strip's mean.
+def template_blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """`n` beats in consecutive blocks of `size` (the last takes a short remainder: no
+    block has fewer than size/2 beats unless the recording has)."""
+    if n == 0 or size <= 0:
+        return [(0, n)] if n else []
+    blocks = []
+    start = 0
+    while start < n:
+        end = min(n, start + size)
+        if n - end < size // 2:
+            end = n
+        blocks.append((start, end))
+        start = end
+    return blocks
 
-    The first and last beats borrow their missing interval from their neighbour's."""
+
+def with_template(windows: np.ndarray, size: int) -> np.ndarray:
+    """[B, 1, W] beats → [B, 2, W]: each beat, and the beat less the median of its block."""
+    out = np.empty((len(windows), 2, windows.shape[2]), dtype=np.float32)
+    out[:, 0] = windows[:, 0]
+    for start, end in template_blocks(len(windows), size):
+        out[start:end, 1] = windows[start:end, 0] - np.median(windows[start:end, 0], axis=0)
+    return out
+
+
+def rr_features(peaks: np.ndarray, rate_hz: float, names: tuple[str, ...] = FIRST_RR,
+                template_beats: int = 0, local_beats: int = 10) -> np.ndarray:
+    """[B, len(names)]: the named RR features (`RR_FEATURES`) of each beat, clipped to
+    [0, 5]. The first and last beats borrow their missing interval from their neighbour's.
+    The median is over the beat's template block (`template_blocks`), or the recording's
+    where the model has no template."""
     n = len(peaks)
     if n == 0:
-        return np.zeros((0, len(RR_FEATURES)), dtype=np.float32)
+        return np.zeros((0, len(names)), dtype=np.float32)
     if n == 1:
-        return np.tile(np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=np.float32), (1, 1))
+        return np.tile(np.ones(len(names), dtype=np.float32), (1, 1))
     rr = np.diff(np.asarray(peaks, dtype=np.float64)) / rate_hz
     pre = np.concatenate([[rr[0]], rr])
     post = np.concatenate([rr, [rr[-1]]])
     kernel = np.ones(local_beats) / local_beats
     padded = np.pad(pre, (local_beats // 2, local_beats - local_beats // 2 - 1), mode="edge")
     local = np.convolve(padded, kernel, mode="valid")
-    mean = float(np.mean(rr))
-    features = np.stack([pre, post, local, pre / local, post / local,
-                         local / mean], axis=1)
+    median = np.empty(n)
+    for start, end in template_blocks(n, template_beats or n):
+        median[start:end] = np.median(pre[start:end])
+    columns = {"pre_rr": pre, "post_rr": post, "local_rr": local,
+               "pre_over_local": pre / local, "post_over_local": post / local,
+               "local_over_mean": local / float(np.mean(rr)),
+               "pre_over_median": pre / median, "post_over_median": post / median}
+    features = np.stack([columns[name] for name in names], axis=1)
     return np.clip(features, 0.0, 5.0).astype(np.float32)
+
+
+def on_the_peak(cleaned: np.ndarray, peaks: np.ndarray, rate_hz: float,
+                reach_s: float = 0.06) -> np.ndarray:
+    """Each mark moved to the largest deflection (either sign) within `reach_s` of it: a
+    detector's marks wander from beat to beat (Pan-Tompkins' by up to ~50 ms), a database's
+    sit on the peak; a beat compared with its template must be aligned the same way."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if len(peaks) == 0 or len(cleaned) == 0:
+        return peaks
+    reach = max(1, int(reach_s * rate_hz))
+    offsets = np.arange(-reach, reach + 1)
+    index = np.clip(peaks[:, None] + offsets[None, :], 0, len(cleaned) - 1)
+    return index[np.arange(len(peaks)), np.argmax(np.abs(cleaned[index]), axis=1)]
+
+
+def beat_inputs(cleaned: np.ndarray, peaks: np.ndarray, rate_hz: float, spec: SignalSpec,
+                scale: float | None = None) -> dict[str, np.ndarray]:
+    """The beat model's inputs for the beats at `peaks` of a cleaned lead (module
+    docstring): training and the app both call this. With a template, the beats are
+    aligned `on_the_peak` first (the template is only as sharp as the alignment)."""
+    if spec.template_beats:
+        peaks = on_the_peak(cleaned, peaks, rate_hz)
+    windows = beat_windows(cleaned, peaks, spec.window, scale)
+    if spec.template_beats:
+        windows = with_template(windows, spec.template_beats)
+    return {"beat": windows,
+            "rr": rr_features(peaks, rate_hz, spec.rr, spec.template_beats)}
 
 
 def strip_input(cleaned: np.ndarray, length: int) -> np.ndarray:
@@ -161,8 +244,9 @@ def graph_shapes(card: ModelCard) -> GraphShapes:
     spec = SignalSpec.from_card(card.raw["signal"])
     output = Tensor(card.output, np.float32, (len(card.classes),))
     if card.kind == "ecg_beats":
-        return GraphShapes((Tensor("beat", np.float32, (1, spec.window[0] + spec.window[1])),
-                            Tensor("rr", np.float32, (len(RR_FEATURES),))),
+        return GraphShapes((Tensor("beat", np.float32,
+                                   (spec.beat_channels, spec.window[0] + spec.window[1])),
+                            Tensor("rr", np.float32, (len(spec.rr),))),
                            output, max_batch=1024, typical_batch=64)
     return GraphShapes((Tensor("strip", np.float32, (1, int(spec.strip_s * spec.rate_hz))),),
                        output, max_batch=128, typical_batch=8)
@@ -175,7 +259,7 @@ def example_batches(card: ModelCard) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     if card.kind == "ecg_beats":
         width = spec.window[0] + spec.window[1]
-        return [{"beat": rng.standard_normal((n, 1, width)).astype(np.float32),
-                 "rr": np.ones((n, len(RR_FEATURES)), dtype=np.float32)} for n in (1, 40, 4096)]
+        return [{"beat": rng.standard_normal((n, spec.beat_channels, width)).astype(np.float32),
+                 "rr": np.ones((n, len(spec.rr)), dtype=np.float32)} for n in (1, 40, 4096)]
     length = int(spec.strip_s * spec.rate_hz)
     return [{"strip": rng.standard_normal((n, 1, length)).astype(np.float32)} for n in (1, 16)]

@@ -3,9 +3,9 @@
 - Rhythm (`ecg_rhythm`): the risk is the probability of atrial fibrillation over the
   strip; the words say for how many of its seconds, whether the RR intervals are
   irregular, and the heart rate ("AF in 27 of 30 s, irregular RR, 112/min").
-- Beats (`ecg_beats`): the risk is the share of premature beats (S and V) among the
-  beats classed ("PVCs 14 % of 2,210 beats"); fewer than the card's `min_beats` beats
-  are not scored.
+- Beats (`ecg_beats`): the risk is the share of the card's `burden_classes` (the shipped
+  model: V only; S and V where a card names none) among the beats classed ("PVCs 14 % of
+  2,210 beats"); fewer than the card's `min_beats` beats are not scored.
 An unreadable strip gets no risk ("not-applicable"): the policy logs it, nothing is shown.
 """
 
@@ -56,7 +56,7 @@ def beats_score(model: EcgModel, analysis: EcgAnalysis) -> Score:
     if analysis.beats < minimum:
         return _not_applicable(model, analysis, f"{analysis.beats} beats; at least {minimum} "
                                                 "are needed for a burden")
-    risk = analysis.burden("S", "V")
+    risk = analysis.burden(*card.raw.get("burden_classes", ("S", "V")))
     tier = card.tier_for(risk)
     counted = []
     for cls in ("V", "S", "F"):

@@ -23,7 +23,7 @@ from app.ecg.preprocess import PreparedLead, prepare
 from app.store.waveforms import StoredWaveform
 from engines.card import ModelCard
 from engines.select import Selection
-from engines.signals import SignalSpec, beat_windows, rr_features, strip_input, strip_windows
+from engines.signals import SignalSpec, beat_inputs, strip_input, strip_windows
 
 log = logging.getLogger("clarion.ecg")
 LEAD_ORDER = ("II", "MLII", "I", "V5", "V1", "III", "aVF")
@@ -189,11 +189,10 @@ class EcgAnalyzer:
         spec, classes = model.spec, model.card.classes
         if len(lead.peaks) == 0:
             return np.zeros(0, dtype=np.int64)
-        windows = beat_windows(lead.cleaned, lead.peaks, spec.window)
-        features = rr_features(lead.peaks, lead.rate_hz)
+        inputs = beat_inputs(lead.cleaned, lead.peaks, lead.rate_hz, spec)
         calls = np.concatenate([
-            model.infer({"beat": windows[i:i + 4096], "rr": features[i:i + 4096]}).argmax(1)
-            for i in range(0, len(windows), 4096)])
+            model.infer({name: rows[i:i + 4096] for name, rows in inputs.items()}).argmax(1)
+            for i in range(0, len(lead.peaks), 4096)])
         analysis.beat_counts = {c: int(np.sum(calls == i)) for i, c in enumerate(classes)}
         return calls
 

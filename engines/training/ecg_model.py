@@ -5,7 +5,8 @@ a strided stem, residual stages that halve the length and widen the channels, gl
 average pooling (so the exported graph takes any strip length), then a linear head. Each
 ends in a softmax: the graph's output `probs` is the class probabilities.
 
-- `BeatNet` reads a beat window and the RR features (engines/signals.py); the RR features
+- `BeatNet` reads a beat window (with the card's template, a second channel: the beat less
+  the patient's usual beat) and the RR features (engines/signals.py); the RR features
   carry most of what tells a premature supraventricular beat from a normal one (its shape
   is normal, its timing is not), so they join the head after a small layer of their own.
 - `RhythmNet` reads a whole strip.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from engines.signals import RR_FEATURES
+from engines.signals import SignalSpec
 
 if TYPE_CHECKING:
     from engines.card import ModelCard
@@ -43,9 +44,10 @@ class _Block(nn.Module):
 
 
 def _trunk(widths: tuple[int, ...], kernel: int, stem_kernel: int,
-           stem_stride: int) -> nn.Sequential:
+           stem_stride: int, channels_in: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.Conv1d(1, widths[0], stem_kernel, stem_stride, stem_kernel // 2, bias=False),
+        nn.Conv1d(channels_in, widths[0], stem_kernel, stem_stride, stem_kernel // 2,
+                  bias=False),
         nn.BatchNorm1d(widths[0]), nn.ReLU()]
     channels = widths[0]
     for width in widths:
@@ -54,13 +56,17 @@ def _trunk(widths: tuple[int, ...], kernel: int, stem_kernel: int,
     return nn.Sequential(*layers)
 
 
-class BeatNet(nn.Module):
-    """Beat window [B, 1, W] + RR features [B, F] → class probabilities [B, C]."""
+BEAT_WIDTHS = (16, 24, 32, 48)  # the first beat model's were (32, 48, 64, 96)
 
-    def __init__(self, classes: int, rr_features: int,
-                 widths: tuple[int, ...] = (32, 48, 64, 96)) -> None:
+
+class BeatNet(nn.Module):
+    """Beat window [B, channels, W] + RR features [B, F] → class probabilities [B, C]."""
+
+    def __init__(self, classes: int, rr_features: int, channels: int = 1,
+                 widths: tuple[int, ...] = BEAT_WIDTHS) -> None:
         super().__init__()
-        self.trunk = _trunk(widths, kernel=7, stem_kernel=11, stem_stride=1)
+        self.trunk = _trunk(widths, kernel=7, stem_kernel=11, stem_stride=1,
+                            channels_in=channels)
         self.rr = nn.Sequential(nn.Linear(rr_features, 32), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(widths[-1] + 32, 64), nn.ReLU(),
                                   nn.Dropout(0.3), nn.Linear(64, classes))
@@ -139,10 +145,13 @@ def from_onnx(net: nn.Module, path: str) -> nn.Module:
 
 def network(card: ModelCard) -> nn.Module:
     """The network a card's model was exported from, untrained: its classes, and for the
-    beat model its RR features."""
+    beat model its input channels, RR features and widths (`network.widths` on the card)."""
+    widths = tuple(card.raw.get("network", {}).get("widths", ()))
     if card.kind == "ecg_beats":
-        return BeatNet(len(card.classes), len(RR_FEATURES))
-    return RhythmNet(len(card.classes))
+        spec = SignalSpec.from_card(card.raw["signal"])
+        return BeatNet(len(card.classes), len(spec.rr), spec.beat_channels,
+                       widths or (32, 48, 64, 96))
+    return RhythmNet(len(card.classes), widths) if widths else RhythmNet(len(card.classes))
 
 
 def shipped(card: ModelCard) -> nn.Module:

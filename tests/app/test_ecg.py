@@ -234,6 +234,43 @@ def test_an_af_strip_for_an_open_patient_raises_its_own_banner(
     clinic.close()
 
 
+def test_frequent_pvcs_raise_a_banner_and_sinus_rhythm_none(
+        config: Config, engine: Engine, analyzer: EcgAnalyzer) -> None:
+    """Record 100 (DS2) is sinus rhythm; record 233 (DS2) has frequent multiform PVCs.
+    Neither was trained on. The beat model's tier reads the V share only."""
+    from app.clinic.service import ClinicService
+    from engines.card import load_card
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.select import Candidate, Selection
+
+    config.workstation.locations = ["ER"]
+    card = load_card("t2d")
+    reference = OnnxRuntimeEngine(card)
+    reference.load()
+    clinic = ClinicService(config, engine, card,
+                           Selection(reference, [Candidate(reference.name, True, "test")]),
+                           ecg=analyzer)
+    shown: list[Alert] = []
+    clinic.on_alert.append(shown.append)
+    _send_and_follow(clinic, engine, hl7_message(
+        "MSH|^~\\&|ADT|H|C|W|20261203||ADT^A04|P1|P|2.5",
+        "PID|1||ECGPVC^^^HOSP^MR||Poe^Vic||19500101|M", "PV1|1|E|ER^1^1"))
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    sinus, rate = mitdb_strip("100", 60.0, 60.0)
+    _send_and_follow(clinic, engine, oru_waveform("ECGPVC", "P2", [("MLII", sinus)], rate, now))
+    assert not [a for a in shown if a.model.startswith("ecg_beats")], \
+        [a.headline for a in shown]
+    pvcs, rate = mitdb_strip("233", 60.0, 60.0)
+    _send_and_follow(clinic, engine, oru_waveform("ECGPVC", "P3", [("MLII", pvcs)], rate, now))
+    [alert] = [a for a in shown if a.model.startswith("ecg_beats")]
+    assert alert.headline.startswith("Frequent PVCs"), alert.headline
+    assert alert.score.risk is not None and alert.score.risk >= 0.10
+    assert [r.key for r in alert.recommendations] == ["holter", "echo"]
+    assert "AHA/ACC/HRS" in alert.recommendations[0].source
+    assert alert.score.strip is not None and "V" in alert.score.strip.classes
+    clinic.close()
+
+
 def test_score_json_lists_each_recording(config: Config, engine: Engine, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from app.cli import main

@@ -245,8 +245,8 @@ def test_ecg_models_run_through_the_same_engine(tmp_path: Path, graphs: bool) ->
     the CUDA graphs captured stay one per rows bucket."""
     rng = np.random.default_rng(0)
     for model, batches in (
-            ("ecg_beats", [{"beat": rng.normal(size=(n, 1, 256)).astype(np.float32),
-                            "rr": rng.uniform(0.5, 1.5, (n, 6)).astype(np.float32)}
+            ("ecg_beats", [{"beat": rng.normal(size=(n, 2, 256)).astype(np.float32),
+                            "rr": rng.uniform(0.5, 1.5, (n, 5)).astype(np.float32)}
                            for n in (38, 2200, 40, 1)]),
             ("ecg_rhythm", [{"strip": rng.normal(size=(n, 1, 3000)).astype(np.float32)}
                             for n in (5, 3, 32)])):
@@ -269,8 +269,10 @@ def test_ecg_profile_and_a_wrong_shape(tmp_path: Path) -> None:
     beats = _engine(load_card("ecg_beats"), tmp_path, trt)
     beats.load()
     [profile] = trt.builds[-1]["profiles"]
-    assert profile == {"beat": ((1, 1, 256), (64, 1, 256), (1024, 1, 256)),
-                       "rr": ((1, 6), (64, 6), (1024, 6))}
+    # The shipped beat model reads each beat and its difference from the template (2
+    # channels) and five RR ratios.
+    assert profile == {"beat": ((1, 2, 256), (64, 2, 256), (1024, 2, 256)),
+                       "rr": ((1, 5), (64, 5), (1024, 5))}
     assert beats.metadata["inputs"] == ["beat", "rr"]
     rhythm = _engine(load_card("ecg_rhythm"), tmp_path, trt)
     with pytest.raises(ValueError, match=r"strip of shape \(2, 1, 2999\).*\[batch, 1, 3000\]"):

@@ -87,10 +87,11 @@ def today_messages(patients: list[SyntheticPatient], now: datetime) -> list[list
     return out
 
 
-# ECG strips from the public databases, sent from the ER's monitor for three of today's
+# ECG strips from the public databases, sent from the ER's monitor for four of today's
 # patients one step after they arrive: (step, database, record, lead, start s, what it is).
 DEMO_ECGS = (
     (1, "mitdb", "201", "MLII", 5.0, "atrial fibrillation"),
+    (3, "mitdb", "233", "MLII", 60.0, "frequent PVCs"),
     (4, "cinc2017-train", "A00005", None, 0.0, "atrial fibrillation (wearable)"),
     (6, "mitdb", "100", "MLII", 60.0, "sinus rhythm"),
 )

@@ -94,6 +94,11 @@ class IngestConfig(_Section):
     worker: Literal["process", "thread"] = Field(
         "process", description="Where messages are processed: 'process' (a worker process "
         "at lower CPU priority, so receipt and ACKs keep a core to themselves) or 'thread'")
+    workers: int = Field(
+        1, ge=1, le=16, description="Worker processes (worker = 'process'). Each takes the "
+        "patients of its share of the inbox's 16 shards, so a patient's messages stay in "
+        "order; more than one pays on PostgreSQL, whose server works beside them (a "
+        "department's receiver: 2 on 2 cores); SQLite writes one transaction at a time")
 
     @field_validator("feed_timezone")
     @classmethod

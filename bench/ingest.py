@@ -169,6 +169,9 @@ def mixed(n: int, rng: random.Random) -> bytes:
     return adt_a08(n, rng) if n % 2 else oru_r01(n, rng)
 
 
+WORKERS = 1  # --workers: processing worker processes on PostgreSQL ([ingest] workers)
+
+
 def receiver(store_kind: str, pg_url: str | None, folder: Path
              ) -> tuple[Store, Engine, IngestService]:
     """A fresh store and the ingest service on it (port chosen by the system)."""
@@ -178,6 +181,7 @@ def receiver(store_kind: str, pg_url: str | None, folder: Path
     config.database.url = store.url
     config.listener.port = 0
     config.ingest.feed_timezone = "UTC"
+    config.ingest.workers = WORKERS if store_kind == "postgresql" else 1
     engine = open_store(store.url)
     return store, engine, IngestService(config, engine)
 
@@ -239,30 +243,69 @@ def sustain(kind: str, rate: float, seconds: float, store_kind: str, pg_url: str
           flush=True)
 
 
+def _drain_share(url: str, share: tuple[int, int], key: bytes, go: Any, done: Any) -> None:
+    """In a worker process: process this share of the inbox, then say how long it took."""
+    from app.config import IngestConfig
+    from app.ingest.processor import Processor
+
+    logs.set_pseudonym_key(key)
+    engine = open_store(url)
+    processor = Processor(engine, IngestConfig(feed_timezone="UTC"), share=share)
+    go.wait()
+    while processor.process_pending():
+        pass
+    done.put(time.perf_counter())
+    engine.dispose()
+
+
 def drain(kind: str, make: Callable[[int, random.Random], bytes], total: int,
           store_kind: str, pg_url: str | None, folder: Path) -> float:
-    """Processing alone: `total` messages put in the inbox first (no socket), then one
-    processor, in this process, drains it. Returns msg/s."""
+    """Processing alone: `total` messages put in the inbox first (no socket), each with
+    its patient key as the listener reads it, then one processor in this process (or,
+    with --workers N on PostgreSQL, N worker processes, each its share of the patients)
+    drains it. Returns msg/s."""
     from app.config import IngestConfig
     from app.ingest.inbox import DurableInbox
     from app.ingest.processor import Processor
+    from app.ingest.service import receipt_key
     from integrations.hl7.receipt import assess
+    from integrations.hl7.routing import read_routing
 
     store = Store(store_kind, pg_url, folder)
     engine = open_store(store.url)
     inbox = DurableInbox(engine)
     inbox.start()
     rng = random.Random(7)
-    waiting = [inbox.submit(raw, "bench", assess(raw))
-               for raw in (make(n, rng) for n in range(total))]
+    waiting = []
+    for raw in (make(n, rng) for n in range(total)):
+        assessment = assess(raw)
+        assert assessment.header is not None
+        waiting.append(inbox.submit(raw, "bench", assessment,
+                                    patient_key=receipt_key(read_routing(assessment.header))))
     for future in waiting:
         future.result()
     inbox.stop()
-    processor = Processor(engine, IngestConfig(feed_timezone="UTC"))
-    started = time.perf_counter()
-    while processor.process_pending():
-        pass
-    elapsed = time.perf_counter() - started
+    workers = WORKERS if store_kind == "postgresql" else 1
+    if workers == 1:
+        processor = Processor(engine, IngestConfig(feed_timezone="UTC"))
+        started = time.perf_counter()
+        while processor.process_pending():
+            pass
+        elapsed = time.perf_counter() - started
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        go, done = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_drain_share, args=(store.url, (k, workers),
+                                                        logs.pseudonym_key(), go, done))
+                 for k in range(workers)]
+        for proc in procs:
+            proc.start()
+        time.sleep(5.0)  # started and connected: the clock runs from the go
+        started = time.perf_counter()
+        go.set()
+        elapsed = max(done.get(timeout=3600) for _ in procs) - started
+        for proc in procs:
+            proc.join()
     left = unprocessed(engine)
     engine.dispose()
     store.drop()
@@ -410,15 +453,20 @@ def main() -> None:
                         help="instead of the tables: processing alone, N messages stored "
                              "first and then processed, REPEAT times each (median, min, max)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processing worker processes on PostgreSQL ([ingest] workers; "
+                             "SQLite always has one)")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if args.drain:
         logs.setup_logging("ERROR", None)
         logs.load_pseudonym_key(Path(tempfile.mkdtemp()))
         drain_url = os.environ.get("CLARION_TEST_POSTGRES_URL")
         makers = {"adt": ("ADT^A08", adt_a08), "oru": ("ORU^R01 (20 OBX)", oru_r01),
                   "mixed": ("mixed", mixed)}
-        print(f"\nProcessing alone, one processor, {os.cpu_count()} cores, "
-              f"{args.drain} messages per run\n")
+        print(f"\nProcessing alone, {os.cpu_count()} cores, {args.drain} messages per run, "
+              f"{args.workers} processor(s) on PostgreSQL, one on SQLite\n")
         print("| store | message | runs | msg/s median | min | max |")
         print("|---|---|---:|---:|---:|---:|", flush=True)
         with tempfile.TemporaryDirectory() as tmp:

@@ -107,7 +107,19 @@ def _new_row(item: _Pending) -> dict[str, Any]:
         "ack_error_text": error.text if error else "",
         "ack_error_location": error.location if error else "",
         "attempts": 0, "last_error": "", "patient_key": item.patient_key[:32],
-        "lane": item.lane, "duplicate_count": 0}
+        "shard": shard_of(item.patient_key), "lane": item.lane, "duplicate_count": 0}
+
+
+SHARDS = 16
+
+
+def shard_of(patient_key: str) -> int:
+    """The inbox shard of a patient key (`logs.pseudonym`, hexadecimal): its last digit;
+    0 for a message whose patient could not be read at receipt."""
+    try:
+        return int(patient_key[-1], 16) if patient_key else 0
+    except ValueError:
+        return sum(patient_key.encode()) % SHARDS
 
 
 def _settle(pairs: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
-from sqlalchemy.orm import Session
 
 from app import logs
 from app.config import IngestConfig
@@ -99,9 +98,12 @@ class Processor:
     def __init__(self, engine: Engine, config: IngestConfig | None = None,
                  on_change: Callable[[PatientChanged], None] | None = None, *,
                  wake: Signal | None = None, stop: Signal | None = None,
-                 urgent: bool = False, journal: bool = False) -> None:
+                 urgent: bool = False, journal: bool = False,
+                 share: tuple[int, int] = (0, 1)) -> None:
         """`journal`: write the change journal a department's workstations follow (a
-        receiver's processors only: nobody reads it elsewhere)."""
+        receiver's processors only: nobody reads it elsewhere). `share` (k, n): this is
+        bulk processor k of n, and takes the inbox shards s with s % n == k (one patient's
+        messages are one shard's, so they stay in order)."""
         self._reader = engine
         self._engine = writer(engine)
         self._gate = write_gate(engine)
@@ -118,6 +120,9 @@ class Processor:
         else:
             self._load = _LOAD.with_for_update(skip_locked=not urgent)
         self._config = config or IngestConfig()
+        self._share = share
+        index, count = share
+        self._due = _DUE if count == 1 else _DUE.where(_INBOX.c.shard % count == index)
         self._tz = feed_timezone(self._config.feed_timezone)
         self._on_change = on_change
         # Threading events here; in the worker process, its cross-process signals.
@@ -161,7 +166,7 @@ class Processor:
     def prune_journal(self, force: bool = False) -> int:
         """Drop change-journal rows older than `journal_days` (at most hourly, by the bulk
         processor, when the ACK path is not waiting). Returns how many went."""
-        if not self._journal or self._urgent or \
+        if not self._journal or self._urgent or self._share[0] != 0 or \
                 (not force and time.monotonic() < self._next_prune):
             return 0
         self._next_prune = time.monotonic() + JOURNAL_PRUNE_S
@@ -173,12 +178,8 @@ class Processor:
     def process_pending(self, limit: int = 1000) -> int:
         """One pass over the received messages that are due. Returns how many it handled."""
         now = utcnow()
-        with Session(self._reader) as session:
-            due = session.execute(
-                select(InboxMessage.id, InboxMessage.patient_key, InboxMessage.next_attempt_at,
-                       InboxMessage.lane, InboxMessage.received_at)
-                .where(InboxMessage.status == InboxStatus.RECEIVED.value)
-                .order_by(InboxMessage.id).limit(limit)).all()
+        with self._reader.connect() as conn:
+            due = conn.execute(self._due.limit(limit)).all()
         waiting: set[str] = set()  # patients with an earlier message waiting for a retry
         todo: list[int] = []
         fast_until = now - timedelta(seconds=FAST_LANE_GRACE_S)
@@ -448,6 +449,9 @@ _LOAD_MANY = select(_INBOX.c.id, _INBOX.c.raw, _INBOX.c.status, _INBOX.c.patient
                     _INBOX.c.attempts, _INBOX.c.received_at, _INBOX.c.message_type,
                     _INBOX.c.trigger, _INBOX.c.control_id).where(
     _INBOX.c.id.in_(bindparam("ids", expanding=True)))
+_DUE = select(_INBOX.c.id, _INBOX.c.patient_key, _INBOX.c.next_attempt_at, _INBOX.c.lane,
+              _INBOX.c.received_at).where(
+    _INBOX.c.status == InboxStatus.RECEIVED.value).order_by(_INBOX.c.id)
 _LOAD = select(_INBOX.c.id, _INBOX.c.status, _INBOX.c.patient_key).where(
     _INBOX.c.id.in_(bindparam("ids", expanding=True)))
 _DONE = update(_INBOX).where(_INBOX.c.id == bindparam("message_id")).values(

@@ -19,7 +19,7 @@ from app.config import Config
 from app.ingest.fastlane import FAST, FastLane
 from app.ingest.inbox import DurableInbox
 from app.ingest.processor import PatientChanged, Processor, unprocessed
-from app.ingest.worker import WorkerProcess
+from app.ingest.worker import WorkerPool, WorkerProcess
 from app.store.models import InboxStatus, utcnow
 from integrations.hl7.acks import AckError, Outcome, build_ack
 from integrations.hl7.receipt import Assessment, assess
@@ -43,6 +43,12 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def receipt_key(routing: Routing) -> str:
+    """The patient key a message is received with (the pseudonym of its first patient
+    identifier, as the processor orders by): its place in the fast lane and its shard."""
+    return logs.pseudonym(*routing.identifiers[0]) if routing.identifiers else ""
+
+
 class IngestService:
     """Receives, stores, acknowledges and processes HL7 messages."""
 
@@ -60,8 +66,18 @@ class IngestService:
         journal = config.department.role == "receiver"
         self.fast_lane = FastLane(engine, config.ingest, on_change, journal=journal) \
             if wants_now else None
-        self.processor: Processor | WorkerProcess
-        if config.ingest.worker == "process" and not _in_memory(engine):
+        self.processor: Processor | WorkerProcess | WorkerPool
+        workers = config.ingest.workers
+        if workers > 1 and engine.dialect.name != "postgresql":
+            # One SQLite writer at a time, and the write gate that lets ACKs go first is
+            # one lock, renewed when a worker dies: several workers would only queue.
+            logs.ingest.warning("[ingest] workers = %d is for a PostgreSQL store; SQLite "
+                                "processes with one worker", workers)
+            workers = 1
+        if config.ingest.worker == "process" and not _in_memory(engine) and workers > 1:
+            self.processor = WorkerPool(engine, config.ingest, workers, on_change,
+                                        journal=journal)
+        elif config.ingest.worker == "process" and not _in_memory(engine):
             self.processor = WorkerProcess(engine, config.ingest, on_change, journal=journal)
         else:
             self.processor = Processor(engine, config.ingest, on_change, journal=journal)
@@ -78,9 +94,8 @@ class IngestService:
         key, urgent = "", False
         if assessment.used and assessment.header is not None:
             routing = read_routing(assessment.header)
-            if routing.identifiers:
-                key = logs.pseudonym(*routing.identifiers[0])
-                urgent = self._wants_now is not None and self._wants_now(routing)
+            key = receipt_key(routing)
+            urgent = bool(key) and self._wants_now is not None and self._wants_now(routing)
         try:
             receipt = await self.inbox.submit_async(raw, peer, assessment, arrived, key,
                                                     FAST if urgent else "")

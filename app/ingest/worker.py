@@ -110,8 +110,10 @@ def _watch_parent(parent_pid: int, stop: StopFlag, wake: WakeSignal) -> None:
 
 def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: bytes,
                  gate: WriteGate, wake: WakeSignal, stop: StopFlag, reports: Any,
-                 sent: Any, parent_pid: int, journal: bool) -> None:
-    """The worker process: process the inbox until stopped or orphaned."""
+                 sent: Any, parent_pid: int, journal: bool,
+                 share: tuple[int, int] = (0, 1)) -> None:
+    """The worker process: process the inbox (its `share` of it) until stopped or
+    orphaned."""
     root = logging.getLogger("clarion")
     root.setLevel(log_level)
     for handler in list(root.handlers):
@@ -134,7 +136,8 @@ def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: 
         reports.put(change)
 
     try:
-        Processor(engine, config, report, wake=wake, stop=stop, journal=journal).run()
+        Processor(engine, config, report, wake=wake, stop=stop, journal=journal,
+                  share=share).run()
     finally:
         engine.dispose()
 
@@ -145,9 +148,10 @@ class WorkerProcess:
     def __init__(self, engine: Engine, config: IngestConfig,
                  on_change: Callable[[PatientChanged], None] | None = None, *,
                  restart_delay_s: float = RESTART_DELAY_S, stable_s: float = STABLE_S,
-                 journal: bool = False) -> None:
+                 journal: bool = False, share: tuple[int, int] = (0, 1)) -> None:
         self._url = engine.url.render_as_string(hide_password=False)
         self._journal = journal
+        self._share = share
         self._config = config
         self._on_change = on_change
         self._ctx = multiprocessing.get_context("spawn")
@@ -187,11 +191,12 @@ class WorkerProcess:
             target=_worker_main, name="clarion-ingest-worker", daemon=True,
             args=(self._url, self._config, logging.getLogger("clarion").getEffectiveLevel(),
                   logs.pseudonym_key(), self._gate, self._wake, self._stop, self._reports,
-                  self._sent, os.getpid(), self._journal))
+                  self._sent, os.getpid(), self._journal, self._share))
         process.start()
         self._process = process  # only a started process: pid and join() are valid
         self._started_at = time.monotonic()
-        logs.ingest.debug("processing worker started (pid %d)", process.pid)
+        logs.ingest.debug("processing worker %d of %d started (pid %d)", self._share[0] + 1,
+                          self._share[1], process.pid)
 
     def wake(self, _ids: object = None) -> None:
         """Something was received: process it now rather than at the next poll."""
@@ -264,3 +269,34 @@ class WorkerProcess:
                 self._gate.reset()
                 self.restarts += 1
                 self._spawn()
+
+
+class WorkerPool:
+    """`count` worker processes, each taking its share of the inbox's shards (one
+    patient's messages are one worker's, in order); the same start/wake/stop as
+    `Processor`. Each worker restarts on its own should it die."""
+
+    def __init__(self, engine: Engine, config: IngestConfig, count: int,
+                 on_change: Callable[[PatientChanged], None] | None = None, *,
+                 journal: bool = False) -> None:
+        self.workers = [WorkerProcess(engine, config, on_change, journal=journal,
+                                      share=(index, count)) for index in range(count)]
+
+    @property
+    def restarts(self) -> int:
+        return sum(worker.restarts for worker in self.workers)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def wake(self, _ids: object = None) -> None:
+        for worker in self.workers:
+            worker.wake()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for worker in self.workers:
+            worker.stop(timeout)
+
+    def settled(self) -> bool:
+        return all(worker.settled() for worker in self.workers)

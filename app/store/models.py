@@ -108,6 +108,9 @@ class InboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     patient_key: Mapped[str] = mapped_column(String(32), default="")  # pseudonym, for ordering
+    # 0-15, from the patient key at receipt and never changed: worker k of n processes the
+    # shards s with s % n == k, so one patient's messages go to one worker (migration 0011).
+    shard: Mapped[int] = mapped_column(Integer, default=0)
     # "fast": for a patient open on this workstation, handed to the fast lane at receipt
     # (app/ingest/fastlane.py); the bulk worker leaves it alone for a grace period (migration 0004).
     lane: Mapped[str] = mapped_column(String(8), default="")

@@ -13,6 +13,7 @@ from app.config import Config
 from app.ingest.processor import PatientChanged, unprocessed
 from app.ingest.service import IngestService
 from app.store.db import open_store
+from integrations.hl7.receipt import Assessment
 
 
 def reference_clinic(config: Config, engine: Engine) -> ClinicService:
@@ -65,16 +66,26 @@ def ack_fields(ack: bytes | str) -> dict[str, list[str]]:
     return out
 
 
-def store_raw(engine: Engine, *messages: str | bytes, peer: str = "test") -> list[int]:
-    """Put messages through receipt and the durable inbox (no socket); return inbox ids."""
+def store_raw(engine: Engine, *messages: str | bytes, peer: str = "test",
+              keyed: bool = False) -> list[int]:
+    """Put messages through receipt and the durable inbox (no socket); return inbox ids.
+    `keyed`: with the patient key the listener reads at receipt (its shard follows)."""
     from app.ingest.inbox import DurableInbox
+    from app.ingest.service import receipt_key
     from integrations.hl7.receipt import assess
+    from integrations.hl7.routing import read_routing
+
+    def key(assessment: Assessment) -> str:
+        if not keyed or assessment.header is None:
+            return ""
+        return receipt_key(read_routing(assessment.header))
 
     inbox = DurableInbox(engine)
     inbox.start()
     try:
-        futures = [inbox.submit(raw, peer, assess(raw))
-                   for raw in (m.encode() if isinstance(m, str) else m for m in messages)]
+        futures = [inbox.submit(raw, peer, a, patient_key=key(a))
+                   for raw, a in ((raw, assess(raw)) for raw in
+                                  (m.encode() if isinstance(m, str) else m for m in messages))]
         return [f.result(30).message_id for f in futures]
     finally:
         inbox.stop()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.ingest.processor import PatientChanged
-from app.ingest.worker import WorkerProcess
+from app.ingest.worker import WorkerPool, WorkerProcess
 from app.store.db import make_engine, open_store
 from app.store.models import InboxMessage
 from tests.app.helpers import hl7_message, store_raw
@@ -184,3 +184,98 @@ def test_only_the_inbox_waits_for_the_disk(db_url: str) -> None:
     finally:
         durable.dispose()
         derived.dispose()
+
+
+# -- several workers: each its share of the patients -------------------------------------
+
+def _visits(mrns: list[str]) -> list[str]:
+    """Per patient an admission, then an update renaming them: the name left shows the
+    order they were applied in."""
+    out = []
+    for mrn in mrns:
+        for n, (event, last) in enumerate((("A04", "First"), ("A08", "Second"))):
+            out.append(hl7_message(
+                f"MSH|^~\\&|ADT|HOSP|C|W|20260105080000||ADT^{event}|{mrn}-{n}|P|2.5",
+                f"PID|1||{mrn}^^^HOSP^MR||{last}^Pat||19600101|F", "PV1|1|O|CLINIC^1^1"))
+    return out
+
+
+def _names(engine: Engine) -> dict[str, str]:
+    from app.store.models import Patient, PatientIdentifier
+
+    with Session(engine) as s:
+        rows = s.execute(select(PatientIdentifier.value, Patient.family_name).join(
+            Patient, Patient.id == PatientIdentifier.patient_id)).all()
+    return dict(rows)
+
+
+def test_shards_come_from_the_patient_key_at_receipt() -> None:
+    from app import logs
+    from app.ingest.inbox import SHARDS, shard_of
+
+    assert shard_of("p:0123456789ab") == 11
+    assert shard_of("") == 0  # no patient read at receipt: shard 0, worker 1's
+    shards = {shard_of(logs.pseudonym(f"M{i}", "HOSP")) for i in range(200)}
+    assert shards == set(range(SHARDS))
+
+
+def test_each_processor_takes_its_share_of_the_patients_in_order(engine: Engine) -> None:
+    from app.ingest.inbox import shard_of
+    from app.ingest.processor import Processor
+
+    mrns = [f"S{i:03d}" for i in range(24)]
+    store_raw(engine, *_visits(mrns), keyed=True)
+    with Session(engine) as s:
+        rows = s.scalars(select(InboxMessage)).all()
+    assert all(r.patient_key and r.shard == shard_of(r.patient_key) for r in rows)
+    shards = {r.control_id.split("-")[0]: r.shard for r in rows}
+    odd = {m for m, shard in shards.items() if shard % 2 == 1}
+    assert 0 < len(odd) < len(mrns)  # both workers have patients
+    Processor(engine, share=(0, 2)).process_pending()
+    left = {c.split("-")[0] for c, status in _status(engine).items() if status == "received"}
+    assert left == odd  # the other share's, untouched
+    Processor(engine, share=(1, 2)).process_pending()
+    assert set(_status(engine).values()) == {"processed"}
+    assert _names(engine) == {m: "Second" for m in mrns}  # each patient's in order
+
+
+def test_a_pool_of_workers_processes_every_patient_on_postgresql(
+        engine: Engine, config: Config) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("several workers are for a PostgreSQL store (SQLite: see the next test)")
+    changes: list[PatientChanged] = []
+    pool = WorkerPool(engine, config.ingest, 2, changes.append)
+    pool.start()
+    try:
+        mrns = [f"P{i:03d}" for i in range(30)]
+        store_raw(engine, *_visits(mrns), keyed=True)
+        pool.wake()
+        _until(lambda: set(_status(engine).values()) == {"processed"})
+        _until(pool.settled)
+        assert len(changes) == 2 * len(mrns)
+        assert _names(engine) == {m: "Second" for m in mrns}
+        # Both took part, in processes of their own.
+        assert all(w._sent is not None and w._sent.value > 0 for w in pool.workers)
+        assert len({w.pid for w in pool.workers}) == 2
+    finally:
+        pool.stop()
+
+
+def test_several_workers_on_sqlite_are_one_with_a_warning(
+        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    from app.ingest.service import IngestService
+
+    config.ingest.workers = 2
+    engine = open_store(config.database_url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="clarion"):
+            service = IngestService(config, engine)
+        if engine.dialect.name == "postgresql":
+            assert isinstance(service.processor, WorkerPool)
+            assert len(service.processor.workers) == 2
+        else:
+            assert isinstance(service.processor, WorkerProcess)
+            assert any("workers = 2 is for a PostgreSQL store" in r.getMessage()
+                       for r in caplog.records)
+    finally:
+        engine.dispose()

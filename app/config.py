@@ -95,10 +95,10 @@ class IngestConfig(_Section):
         "process", description="Where messages are processed: 'process' (a worker process "
         "at lower CPU priority, so receipt and ACKs keep a core to themselves) or 'thread'")
     workers: int = Field(
-        1, ge=1, le=16, description="Worker processes (worker = 'process'). Each takes the "
-        "patients of its share of the inbox's 16 shards, so a patient's messages stay in "
-        "order; more than one pays on PostgreSQL, whose server works beside them (a "
-        "department's receiver: 2 on 2 cores); SQLite writes one transaction at a time")
+        0, ge=0, le=16, description="Worker processes (worker = 'process'); 0: 2 on "
+        "PostgreSQL, 1 on SQLite. Each takes the patients of its share of the inbox's 16 "
+        "shards, so a patient's messages stay in order; more than one pays on PostgreSQL, "
+        "whose server works beside them; SQLite writes one transaction at a time")
 
     @field_validator("feed_timezone")
     @classmethod

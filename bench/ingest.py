@@ -169,7 +169,7 @@ def mixed(n: int, rng: random.Random) -> bytes:
     return adt_a08(n, rng) if n % 2 else oru_r01(n, rng)
 
 
-WORKERS = 1  # --workers: processing worker processes on PostgreSQL ([ingest] workers)
+WORKERS = 2  # --workers: processing worker processes on PostgreSQL ([ingest] workers)
 
 
 def receiver(store_kind: str, pg_url: str | None, folder: Path
@@ -453,9 +453,9 @@ def main() -> None:
                         help="instead of the tables: processing alone, N messages stored "
                              "first and then processed, REPEAT times each (median, min, max)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processing worker processes on PostgreSQL ([ingest] workers; "
-                             "SQLite always has one)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processing worker processes on PostgreSQL ([ingest] workers, "
+                             "2 by default there; SQLite always has one)")
     args = parser.parse_args()
     global WORKERS
     WORKERS = args.workers

@@ -24,7 +24,18 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from app import logs
 from app.config import IngestConfig
@@ -276,7 +287,20 @@ class Processor:
                     break
                 handled += self._apply_piece(conn, piece, rows, parsed, waiting, changes)
                 position += len(piece)
+            if changes and self._journal:
+                self._write_journal(conn, changes)
         return handled
+
+    @staticmethod
+    def _write_journal(conn: Connection, changes: list[PatientChanged]) -> None:
+        """The batch's changes in the journal, last thing before the commit. Workstations
+        read it by id (after the last one they saw), so ids must be committed in order:
+        on PostgreSQL, where several processors commit side by side, each takes a lock
+        for its journal rows that its commit releases, so no id is committed after a
+        later one (SQLite commits one transaction at a time)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(_JOURNAL_LOCK)
+        conn.execute(insert(_CHANGES), [journal_row(change) for change in changes])
 
     def _apply_piece(self, conn: Connection, piece: list[int], rows: dict[int, Row],
                      parsed: dict[int, tuple[ParsedMessage, ...] | str], waiting: set[str],
@@ -326,10 +350,7 @@ class Processor:
                                  for row, _, patient_key in usable])
             for (row, content, patient_key), patient_ids in zip(usable, applied, strict=True):
                 done += self._processed(row, content, patient_key, patient_ids, now)
-        # The journal, in the same transaction: a department's workstations follow it.
-        if done and self._journal:
-            conn.execute(insert(_CHANGES), [journal_row(change) for change in done])
-        changes += done
+        changes += done  # journalled at the end of the batch's transaction
         return handled
 
     def _parse(self, row: Row) -> tuple[ParsedMessage, ...] | str:
@@ -404,6 +425,9 @@ class Processor:
 # The processor's statements, built once: it runs them for every message.
 _INBOX = table_of(InboxMessage)
 _CHANGES = table_of(PatientChangeRecord)
+# The journal's writers take this transaction-level advisory lock (a number of our own,
+# "CLARION" in ASCII) before their rows; their commit releases it.
+_JOURNAL_LOCK = text("SELECT pg_advisory_xact_lock(67766582737879)")
 JOURNAL_PRUNE_S = 3600.0
 
 

@@ -67,8 +67,9 @@ class IngestService:
         self.fast_lane = FastLane(engine, config.ingest, on_change, journal=journal) \
             if wants_now else None
         self.processor: Processor | WorkerProcess | WorkerPool
-        workers = config.ingest.workers
-        if workers > 1 and engine.dialect.name != "postgresql":
+        postgres = engine.dialect.name == "postgresql"
+        workers = config.ingest.workers or (2 if postgres else 1)
+        if workers > 1 and not postgres:
             # One SQLite writer at a time, and the write gate that lets ACKs go first is
             # one lock, renewed when a worker dies: several workers would only queue.
             logs.ingest.warning("[ingest] workers = %d is for a PostgreSQL store; SQLite "

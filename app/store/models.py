@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -81,6 +82,9 @@ class InboxMessage(Base):
         UniqueConstraint("sending_application", "sending_facility", "control_id",
                          "content_hash", name="uq_inbox_message_key"),
         Index("ix_inbox_status_id", "status", "id"),
+        # What the processors ask for: the oldest received messages (migration 0013).
+        Index("ix_inbox_received", "id", postgresql_where=text("status = 'received'"),
+              sqlite_where=text("status = 'received'")),
         # The fast lane: one patient's received messages in order (migration 0004).
         Index("ix_inbox_patient_status_id", "patient_key", "status", "id"),
         Index("ix_inbox_content_hash", "content_hash"),

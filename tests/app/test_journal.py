@@ -118,3 +118,39 @@ def test_only_a_receiver_writes_the_journal(config: Config, role: str) -> None:
             assert journalled == (4 if role == "receiver" else 0)
             assert conn.scalar(select(text("count(*)")).select_from(table_of(InboxMessage))
                                .where(InboxMessage.status == InboxStatus.PROCESSED.value)) == 4
+
+
+def test_journal_ids_are_committed_in_order_by_side_by_side_processors(
+        config: Config) -> None:
+    """Workstations read the journal after the last id they saw, so an id committed after
+    a later one would never be read. On PostgreSQL several processors commit side by
+    side: a processor's journal rows wait for the lock another's commit holds."""
+    import threading
+
+    from app.ingest.processor import _JOURNAL_LOCK
+    from tests.app.helpers import store_raw
+
+    engine = open_store(config.database_url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("SQLite commits one transaction at a time")
+    changes = table_of(PatientChangeRecord)
+    store_raw(engine, *_messages(0, 1), keyed=True)
+    done = threading.Event()
+    with engine.connect() as other:  # another processor's batch, about to commit
+        transaction = other.begin()
+        other.execute(_JOURNAL_LOCK)
+        worker = threading.Thread(target=lambda: (
+            Processor(engine, config.ingest, journal=True).process_pending(), done.set()))
+        worker.start()
+        assert not done.wait(1.5)  # its batch waits to journal, uncommitted
+        with engine.connect() as conn:
+            assert conn.scalar(select(text("count(*)")).select_from(changes)) == 0
+            assert conn.scalar(select(text("count(*)")).select_from(table_of(InboxMessage))
+                               .where(InboxMessage.status == "processed")) == 0
+        transaction.rollback()  # the other's commit: the lock is released
+        assert done.wait(30)
+        worker.join()
+    with engine.connect() as conn:
+        assert conn.scalar(select(text("count(*)")).select_from(changes)) == 2
+    engine.dispose()

@@ -243,8 +243,13 @@ def test_a_pool_of_workers_processes_every_patient_on_postgresql(
         engine: Engine, config: Config) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("several workers are for a PostgreSQL store (SQLite: see the next test)")
+    from app.ingest.journal import JournalFollower
+
     changes: list[PatientChanged] = []
-    pool = WorkerPool(engine, config.ingest, 2, changes.append)
+    followed: list[PatientChanged] = []
+    pool = WorkerPool(engine, config.ingest, 2, changes.append, journal=True)
+    follower = JournalFollower(engine, followed.append, poll_s=0.05)
+    follower.start()
     pool.start()
     try:
         mrns = [f"P{i:03d}" for i in range(30)]
@@ -253,28 +258,41 @@ def test_a_pool_of_workers_processes_every_patient_on_postgresql(
         _until(lambda: set(_status(engine).values()) == {"processed"})
         _until(pool.settled)
         assert len(changes) == 2 * len(mrns)
+        # A workstation following the journal gets every change once, each patient's in
+        # order, although the two workers commit side by side.
+        _until(lambda: len(followed) >= len(changes))
+        time.sleep(0.3)
+        assert sorted(c.message_id for c in followed) == sorted(c.message_id for c in changes)
+        by_patient: dict[int, list[str]] = {}
+        for change in followed:
+            by_patient.setdefault(change.patient_id, []).append(change.trigger)
+        assert set(map(tuple, by_patient.values())) == {("A04", "A08")}
         assert _names(engine) == {m: "Second" for m in mrns}
         # Both took part, in processes of their own.
         assert all(w._sent is not None and w._sent.value > 0 for w in pool.workers)
         assert len({w.pid for w in pool.workers}) == 2
     finally:
+        follower.stop()
         pool.stop()
 
 
-def test_several_workers_on_sqlite_are_one_with_a_warning(
+def test_two_workers_on_postgresql_by_default_and_one_on_sqlite(
         config: Config, caplog: pytest.LogCaptureFixture) -> None:
     from app.ingest.service import IngestService
 
-    config.ingest.workers = 2
     engine = open_store(config.database_url)
+    postgres = engine.dialect.name == "postgresql"
     try:
         with caplog.at_level(logging.WARNING, logger="clarion"):
-            service = IngestService(config, engine)
-        if engine.dialect.name == "postgresql":
-            assert isinstance(service.processor, WorkerPool)
-            assert len(service.processor.workers) == 2
+            default = IngestService(config, engine).processor  # workers = 0: by the store
+            assert not caplog.records
+            config.ingest.workers = 2
+            asked = IngestService(config, engine).processor
+        if postgres:
+            assert isinstance(default, WorkerPool) and len(default.workers) == 2
+            assert isinstance(asked, WorkerPool) and len(asked.workers) == 2
         else:
-            assert isinstance(service.processor, WorkerProcess)
+            assert isinstance(default, WorkerProcess) and isinstance(asked, WorkerProcess)
             assert any("workers = 2 is for a PostgreSQL store" in r.getMessage()
                        for r in caplog.records)
     finally:

@@ -297,3 +297,29 @@ def test_two_workers_on_postgresql_by_default_and_one_on_sqlite(
                        for r in caplog.records)
     finally:
         engine.dispose()
+
+
+def test_the_receiver_vacuums_its_inbox_where_the_server_does_not(
+        engine: Engine, config: Config) -> None:
+    from sqlalchemy import text
+
+    from app.ingest.processor import Processor
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("VACUUM is PostgreSQL's (SQLite reuses its pages)")
+    with engine.connect() as conn:
+        if conn.scalar(text("SHOW autovacuum")) == "on":
+            pytest.skip("this server vacuums by itself (autovacuum on): nothing to do")
+    store_raw(engine, *_visits(["V001", "V002"]), keyed=True)
+    processor = Processor(engine, config.ingest)
+    processor.process_pending()
+    assert not processor.tend_inbox()  # not after four messages
+    assert not Processor(engine, config.ingest, share=(1, 2)).tend_inbox(force=True)
+    assert processor.tend_inbox(force=True)  # processor 1 of n, on its turn
+
+    def vacuumed() -> bool:
+        with engine.connect() as conn:
+            return conn.scalar(text(
+                "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relid = 'inbox_messages'::regclass")) is True
+    _until(vacuumed, timeout=15)

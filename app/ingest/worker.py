@@ -140,6 +140,11 @@ def _worker_main(url: str, config: IngestConfig, log_level: int, pseudonym_key: 
                   share=share).run()
     finally:
         engine.dispose()
+        if os.getppid() != parent_pid:
+            # Orphaned: nobody will read what is still on its way to the parent. A queue
+            # waits at exit until its buffer reaches the pipe, and this process holds the
+            # pipe's read end too, so a full pipe would keep it alive for ever.
+            reports.cancel_join_thread()
 
 
 class WorkerProcess:

@@ -151,9 +151,37 @@ def _running(pid: int) -> bool:
         return False
 
 
+# A parent that has stopped reading its worker's reports (its callback hangs) when it is
+# killed: the worker's reports fill the pipe between them.
+ORPHAN_BEHIND = """
+import sys, time
+from app.config import IngestConfig
+from app.ingest.processor import unprocessed
+from app.store.db import open_store
+from app.ingest.worker import WorkerProcess
+from tests.app.helpers import hl7_message, store_raw
+
+engine = open_store(sys.argv[1])
+worker = WorkerProcess(engine, IngestConfig(feed_timezone="UTC"),
+                       lambda change: time.sleep(600))
+worker.start()
+store_raw(engine, *[hl7_message(
+    f"MSH|^~\\\\&|ADT|H|C|W|2026||ADT^A08|B{n}|P|2.5",
+    f"PID|1||B{n}^^^HOSP^MR||Behind^Pat{n}") for n in range(600)])
+worker.wake()
+while unprocessed(engine):
+    time.sleep(0.05)
+time.sleep(1.0)
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_worker_exits_when_its_parent_is_killed(db_url: str, tmp_path: Path) -> None:
-    parent = subprocess.Popen([sys.executable, "-c", ORPHAN, db_url], stdout=subprocess.PIPE,
+@pytest.mark.parametrize("script", [ORPHAN, ORPHAN_BEHIND], ids=["idle", "reports-unread"])
+def test_worker_exits_when_its_parent_is_killed(db_url: str, tmp_path: Path,
+                                                script: str) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", script, db_url], stdout=subprocess.PIPE,
                               cwd=Path(__file__).parents[2])
     try:
         assert parent.stdout is not None

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.clinic.alerts import Alert
+from app.clinic.service import ClinicService
 from app.config import Config
 from app.ecg.analysis import EcgAnalyzer, load_analyzer
 from app.ingest.processor import PatientChanged, Processor
@@ -179,15 +180,14 @@ def _send_and_follow(clinic, engine: Engine, *texts: str) -> list[PatientChanged
     return seen
 
 
-def test_an_af_strip_for_an_open_patient_raises_its_own_banner(
-        config: Config, engine: Engine, analyzer: EcgAnalyzer) -> None:
-    from app.clinic.service import ClinicService
-    from app.store.models import utcnow
+def _er_clinic(config: Config, engine: Engine, analyzer: EcgAnalyzer
+               ) -> tuple[ClinicService, list[Alert]]:
+    """An ER workstation's clinic with the ECG models (the risk model on its reference
+    engine), and the banners it shows."""
     from engines.card import load_card
     from engines.onnxruntime import OnnxRuntimeEngine
     from engines.select import Candidate, Selection
 
-    af_strip, rate = mitdb_strip("201", 5.0)
     config.workstation.locations = ["ER"]
     card = load_card("t2d")
     reference = OnnxRuntimeEngine(card)
@@ -197,6 +197,15 @@ def test_an_af_strip_for_an_open_patient_raises_its_own_banner(
                            ecg=analyzer)
     shown: list[Alert] = []
     clinic.on_alert.append(shown.append)
+    return clinic, shown
+
+
+def test_an_af_strip_for_an_open_patient_raises_its_own_banner(
+        config: Config, engine: Engine, analyzer: EcgAnalyzer) -> None:
+    from app.store.models import utcnow
+
+    af_strip, rate = mitdb_strip("201", 5.0)
+    clinic, shown = _er_clinic(config, engine, analyzer)
     adt = hl7_message("MSH|^~\\&|ADT|H|C|W|20261203||ADT^A04|E1|P|2.5",
                       "PID|1||ECGAF^^^HOSP^MR||Doe^Jane||19500101|F", "PV1|1|E|ER^1^1")
     other = hl7_message("MSH|^~\\&|ADT|H|C|W|20261203||ADT^A04|E2|P|2.5",
@@ -238,20 +247,7 @@ def test_frequent_pvcs_raise_a_banner_and_sinus_rhythm_none(
         config: Config, engine: Engine, analyzer: EcgAnalyzer) -> None:
     """Record 100 (DS2) is sinus rhythm; record 233 (DS2) has frequent multiform PVCs.
     Neither was trained on. The beat model's tier reads the V share only."""
-    from app.clinic.service import ClinicService
-    from engines.card import load_card
-    from engines.onnxruntime import OnnxRuntimeEngine
-    from engines.select import Candidate, Selection
-
-    config.workstation.locations = ["ER"]
-    card = load_card("t2d")
-    reference = OnnxRuntimeEngine(card)
-    reference.load()
-    clinic = ClinicService(config, engine, card,
-                           Selection(reference, [Candidate(reference.name, True, "test")]),
-                           ecg=analyzer)
-    shown: list[Alert] = []
-    clinic.on_alert.append(shown.append)
+    clinic, shown = _er_clinic(config, engine, analyzer)
     _send_and_follow(clinic, engine, hl7_message(
         "MSH|^~\\&|ADT|H|C|W|20261203||ADT^A04|P1|P|2.5",
         "PID|1||ECGPVC^^^HOSP^MR||Poe^Vic||19500101|M", "PV1|1|E|ER^1^1"))

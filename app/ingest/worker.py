@@ -38,6 +38,7 @@ from app.ingest.processor import PatientChanged, Processor
 from app.store.db import WriteGate, make_engine, share_write_gate, write_gate
 
 PARENT_CHECK_S = 0.5  # how often the worker looks whether its parent is still there
+ORPHAN_GRACE_S = 5.0  # an orphaned worker that has not finished by then is ended
 RESTART_DELAY_S = 1.0  # a worker that died is started again after this pause ...
 MAX_RESTART_DELAY_S = 60.0  # ... doubled while it keeps dying, up to this
 STABLE_S = 300.0  # a worker that ran this long before dying starts the back-off over
@@ -104,7 +105,12 @@ def _watch_parent(parent_pid: int, stop: StopFlag, wake: WakeSignal) -> None:
         if os.getppid() != parent_pid:
             stop.set()
             wake.set()
-            return
+            # A parent killed while it held the write gate never lets go of it, and a
+            # worker waiting for it would wait for ever: if the worker has not finished
+            # by itself after a grace period, it ends here. What it was writing rolls
+            # back, and is rebuilt from the inbox by the next worker.
+            time.sleep(ORPHAN_GRACE_S)
+            os._exit(0)
         time.sleep(PARENT_CHECK_S)
 
 

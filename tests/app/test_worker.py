@@ -177,8 +177,32 @@ time.sleep(600)
 """
 
 
+# A parent killed while it holds the write gate (SQLite's; PostgreSQL's is open) with
+# messages waiting: the worker waits for a gate nobody will open.
+ORPHAN_GATE = """
+import sys, time
+from app.config import IngestConfig
+from app.store.db import open_store, write_gate
+from app.ingest.worker import WorkerProcess
+from tests.app.helpers import hl7_message, store_raw
+
+engine = open_store(sys.argv[1])
+store_raw(engine, *[hl7_message(
+    f"MSH|^~\\\\&|ADT|H|C|W|2026||ADT^A08|G{n}|P|2.5",
+    f"PID|1||G{n}^^^HOSP^MR||Gate^Pat{n}") for n in range(5)])
+with write_gate(engine).urgent():
+    worker = WorkerProcess(engine, IngestConfig(feed_timezone="UTC"))
+    worker.start()
+    worker.wake()
+    time.sleep(2.0)
+    print(worker.pid, flush=True)
+    time.sleep(600)
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("script", [ORPHAN, ORPHAN_BEHIND], ids=["idle", "reports-unread"])
+@pytest.mark.parametrize("script", [ORPHAN, ORPHAN_BEHIND, ORPHAN_GATE],
+                         ids=["idle", "reports-unread", "gate-held"])
 def test_worker_exits_when_its_parent_is_killed(db_url: str, tmp_path: Path,
                                                 script: str) -> None:
     parent = subprocess.Popen([sys.executable, "-c", script, db_url], stdout=subprocess.PIPE,

@@ -75,13 +75,13 @@ class IngestService:
             logs.ingest.warning("[ingest] workers = %d is for a PostgreSQL store; SQLite "
                                 "processes with one worker", workers)
             workers = 1
-        if config.ingest.worker == "process" and not _in_memory(engine) and workers > 1:
+        if config.ingest.worker != "process" or _in_memory(engine):
+            self.processor = Processor(engine, config.ingest, on_change, journal=journal)
+        elif workers > 1:
             self.processor = WorkerPool(engine, config.ingest, workers, on_change,
                                         journal=journal)
-        elif config.ingest.worker == "process" and not _in_memory(engine):
-            self.processor = WorkerProcess(engine, config.ingest, on_change, journal=journal)
         else:
-            self.processor = Processor(engine, config.ingest, on_change, journal=journal)
+            self.processor = WorkerProcess(engine, config.ingest, on_change, journal=journal)
         self.inbox = DurableInbox(engine, on_committed=self.processor.wake)
         self._processing_ids = frozenset(p.upper() for p in config.listener.processing_ids)
         self._listener_thread: ListenerThread | None = None

@@ -56,7 +56,8 @@ def _trunk(widths: tuple[int, ...], kernel: int, stem_kernel: int,
     return nn.Sequential(*layers)
 
 
-BEAT_WIDTHS = (16, 24, 32, 48)  # the first beat model's were (32, 48, 64, 96)
+BEAT_WIDTHS = (16, 24, 32, 48)
+FIRST_BEAT_WIDTHS = (32, 48, 64, 96)  # the first beat model's (cards without network)
 
 
 class BeatNet(nn.Module):
@@ -150,7 +151,7 @@ def network(card: ModelCard) -> nn.Module:
     if card.kind == "ecg_beats":
         spec = SignalSpec.from_card(card.raw["signal"])
         return BeatNet(len(card.classes), len(spec.rr), spec.beat_channels,
-                       widths or (32, 48, 64, 96))
+                       widths or FIRST_BEAT_WIDTHS)
     return RhythmNet(len(card.classes), widths) if widths else RhythmNet(len(card.classes))
 
 

@@ -92,10 +92,10 @@ CLINICAL: dict[str, dict[str, Any]] = {
         "horizon": "the recording",
         "risk": "the share of ventricular premature beats (V) among the beats of the "
                 "recording; supraventricular ones (S) are counted and shown, not scored",
-        # Only V is scored: on MIT-BIH DS2 the model's S calls are right 29 % of the time.
-        # The tier is checked on DS2's 30-s strips as the app reads them (the card's
-        # metrics.strips_30s): of the strips called >= 10 % V, 88 % truly were; it fired
-        # on 2.6 % of strips with under 5 % V, and missed 5 of 280 with >= 10 %.
+        # Only V is scored: on MIT-BIH DS2 the model's S calls are right 28 % of the time.
+        # The tier is checked on DS2's 30-s strips as the app reads them, at training
+        # (`strip_burdens`, the card's metrics.strips_30s: how often it fires, rightly
+        # and not, and what it misses).
         "burden_classes": ["V"],
         "min_beats": 30,
         "tiers": [

@@ -196,7 +196,8 @@ class ObservationRecord(Base):
     __tablename__ = "observations"
     __table_args__ = (
         Index("ix_obs_patient_current_time", "patient_id", "is_current", "observed_at"),
-        Index("ix_obs_patient_key", "patient_id", "result_key"),
+        # A new result finds the one it corrects by its key (patients.py; migration 0014).
+        Index("ix_obs_result_key", "result_key"),
         # The feature cache reads a patient's rows added since it last looked (id > last).
         Index("ix_obs_patient_id", "patient_id", "id"),
     )

@@ -506,12 +506,16 @@ def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessa
     if not any(keys):
         return
     earlier: dict[int, dict[str, list[int]]] = {patient_id: {} for patient_id in patient_ids}
+    # By result key alone (ix_obs_result_key), the patient matched here: a key names one
+    # order's result, so this is a lookup per key, however long the patients' records.
+    # (By patient and key, PostgreSQL read every current result of the patients: 100 ms
+    # a batch once they had a few thousand, and the receiver fell behind; migration 0014.)
     for old_id, patient_id, key in conn.execute(
             select(_O.c.id, _O.c.patient_id, _O.c.result_key).where(
-                _O.c.patient_id.in_(set(patient_ids)),
                 _O.c.result_key.in_({key for message in keys for key in message}),
                 _O.c.is_current.is_(True)).order_by(_O.c.id)):
-        earlier[patient_id].setdefault(key, []).append(old_id)
+        if patient_id in earlier:
+            earlier[patient_id].setdefault(key, []).append(old_id)
     rows: list[dict[str, Any]] = []
     repeated = []  # (patient, message, the keys whose new rows supersede)
     for (message_id, item), patient_id, encounter_id, message_keys in zip(
@@ -530,11 +534,10 @@ def _store_run_observations(conn: Connection, taken: list[tuple[int, ParsedMessa
         return
     # (message, patient) → (new id, key), in order
     new_rows: dict[tuple[int, int], list[tuple[int, str]]] = {}
-    for new_id, message_id, patient_id, key in conn.execute(
+    for new_id, message_id, patient_id, key in conn.execute(  # by key, as above
             select(_O.c.id, _O.c.message_id, _O.c.patient_id, _O.c.result_key).where(
-                _O.c.message_id.in_({message_id for _, message_id, _ in repeated}),
-                _O.c.patient_id.in_({patient_id for patient_id, _, _ in repeated}),
-                _O.c.result_key.in_({key for *_, again in repeated for key in again}))
+                _O.c.result_key.in_({key for *_, again in repeated for key in again}),
+                _O.c.message_id.in_({message_id for _, message_id, _ in repeated}))
             .order_by(_O.c.id)):
         new_rows.setdefault((message_id, patient_id), []).append((new_id, key))
     superseded = []

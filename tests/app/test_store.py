@@ -83,6 +83,27 @@ def test_corrected_result_replaces_the_earlier_one(engine: Engine) -> None:
         assert sorted(o.value_num for o in history) == [6.1, 7.1]
 
 
+def test_a_correction_stays_with_its_patient_when_another_shares_the_result_key(
+        engine: Engine) -> None:
+    """Results are looked up by key alone (migration 0014); two patients whose results
+    share one (the same order number from two senders, say) keep each their own."""
+    obr = "OBR|1|P5|F5|4548-4^HbA1c^LN|||20260105070000"
+    first, second = PID.format(mrn="K1"), PID.format(mrn="K2")
+    ingest(engine, msg("R01", first, obr, "OBX|1|NM|4548-4^HbA1c^LN||7.1|%||H|||F", mtype="ORU"),
+           msg("R01", second, obr, "OBX|1|NM|4548-4^HbA1c^LN||5.2|%||N|||F", mtype="ORU"))
+    ingest(engine, msg("R01", first, obr, "OBX|1|NM|4548-4^HbA1c^LN||6.1|%||H|||C", mtype="ORU"))
+    with Session(engine) as s:  # K1's correction left K2's result alone
+        [patient] = find_by_identifier(s, "K2", "HOSP")
+        assert [o.value_num for o in timeline(s, patient).observations] == [5.2]
+    ingest(engine, msg("R01", second, obr, "OBX|1|NM|4548-4^HbA1c^LN||5.4|%||N|||C", mtype="ORU"))
+    with Session(engine) as s:
+        for mrn, now, before in (("K1", 6.1, 7.1), ("K2", 5.4, 5.2)):
+            [patient] = find_by_identifier(s, mrn, "HOSP")
+            assert [o.value_num for o in timeline(s, patient).observations] == [now]
+            history = timeline(s, patient, include_superseded=True).observations
+            assert sorted(o.value_num for o in history) == sorted([now, before])
+
+
 def test_a40_moves_history_to_the_survivor(engine: Engine) -> None:
     ingest(engine, msg("R01", PID.format(mrn="OLD"), "OBR|1||F1|X",
                        "OBX|1|NM|2345-7^Glucose^LN||130|mg/dL|||||F", mtype="ORU"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +20,28 @@ from app.config import Config
 from app.store.db import open_store
 from ui.dashboard import ALL, Dashboard
 
-TODAY = datetime.now(UTC).date()
-FEED_DOWN = next(TODAY - timedelta(days=d) for d in range(9, 16)
-                 if (TODAY - timedelta(days=d)).weekday() == 2)  # a recent Wednesday
+
+def feed_down(today: date) -> date:
+    """A recent Wednesday, the day the synthetic feed went down."""
+    return next(today - timedelta(days=d) for d in range(9, 16)
+                if (today - timedelta(days=d)).weekday() == 2)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Any:
+    """A 60-day log up to yesterday. Today is read here, when the test starts, not when
+    the module is imported: a suite that ran across midnight saw the new yesterday
+    without messages, rightly, as a second anomaly."""
+    today = datetime.now(UTC).date()
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = open_store(url)
-    write_log(engine, TODAY - timedelta(days=1), days=60, feed_outages=[FEED_DOWN])
-    yield engine, url
+    write_log(engine, today - timedelta(days=1), days=60, feed_outages=[feed_down(today)])
+    yield engine, url, feed_down(today)
     engine.dispose()
 
 
 def test_filters_change_tables_and_charts(store: Any, qtbot: Any, tmp_path: Path) -> None:
-    engine, _ = store
+    engine, _, down = store
     window = Dashboard(engine, Config(), "synthetic-data model")
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.report is not None, timeout=20000)
@@ -45,8 +51,8 @@ def test_filters_change_tables_and_charts(store: Any, qtbot: Any, tmp_path: Path
     assert all(row[0].startswith("p:") for row in window.breakdown.rows)
     tiles = [t.accessibleName() for t in window.tile_labels]
     assert tiles[0] == f"Alerts shown: {report.overall.displayed}"
-    assert [a.day for a in report.anomalies] == [FEED_DOWN]
-    assert FEED_DOWN.isoformat() in window.anomalies.text()
+    assert [a.day for a in report.anomalies] == [down]
+    assert down.isoformat() in window.anomalies.text()
     shaded = [p for p in window.trend_canvas.figure.axes[0].patches  # type: ignore[union-attr]
               if p.get_facecolor()[:3] != (0.5647058823529412, 0.6431372549019608,
                                            0.6823529411764706)]
@@ -71,7 +77,7 @@ def test_filters_change_tables_and_charts(store: Any, qtbot: Any, tmp_path: Path
 
 def test_report_pdf_and_csv_headless(store: Any, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    _, url = store
+    _, url, down = store
     pdf, folder = tmp_path / "report.pdf", tmp_path / "csv"
     assert main(["report", "--since", "60d", "--pdf", str(pdf), "--csv", str(folder),
                  "--db", url]) == 0
@@ -85,7 +91,7 @@ def test_report_pdf_and_csv_headless(store: Any, tmp_path: Path,
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                           text=True).stdout
     for words in ("Clarion — adoption report", "Alerts shown", "Follow-through",
-                  "check the feed", FEED_DOWN.isoformat(), "Viewed, by latency",
+                  "check the feed", down.isoformat(), "Viewed, by latency",
                   "Not for clinical use", "By clinician", "Dismissal comments to review"):
         assert words in text, words
     with (folder / "alert_events.csv").open() as f:
@@ -99,11 +105,11 @@ def test_report_pdf_and_csv_headless(store: Any, tmp_path: Path,
     assert not any(c[0] in "=+-@" for c in comments)
     with (folder / "daily.csv").open() as f:
         daily = list(csv.DictReader(f))
-    assert daily and FEED_DOWN.isoformat() not in {r["day"] for r in daily}
+    assert daily and down.isoformat() not in {r["day"] for r in daily}
 
 
 def test_stats_by_and_anomalies(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    _, url = store
+    _, url, down = store
     assert main(["stats", "--since", "60d", "--by", "clinician", "--db", url]) == 0
     out = capsys.readouterr().out
     assert out.count("p:") == 4 and "dr0" not in out
@@ -111,7 +117,7 @@ def test_stats_by_and_anomalies(store: Any, capsys: pytest.CaptureFixture[str]) 
     assert "dr0" in capsys.readouterr().out
     assert main(["stats", "--since", "60d", "--db", url]) == 0
     out = capsys.readouterr().out
-    assert f"ANOMALY {FEED_DOWN.isoformat()}" in out and "viewed by latency" in out
+    assert f"ANOMALY {down.isoformat()}" in out and "viewed by latency" in out
 
 
 def test_formula_injection_guard() -> None:

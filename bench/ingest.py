@@ -252,7 +252,7 @@ def _drain_share(url: str, share: tuple[int, int], key: bytes, go: Any, done: An
     engine = open_store(url)
     processor = Processor(engine, IngestConfig(feed_timezone="UTC"), share=share)
     go.wait()
-    while processor.process_pending():
+    while processor.process_and_tend():
         pass
     done.put(time.perf_counter())
     engine.dispose()
@@ -289,7 +289,7 @@ def drain(kind: str, make: Callable[[int, random.Random], bytes], total: int,
     if workers == 1:
         processor = Processor(engine, IngestConfig(feed_timezone="UTC"))
         started = time.perf_counter()
-        while processor.process_pending():
+        while processor.process_and_tend():
             pass
         elapsed = time.perf_counter() - started
     else:

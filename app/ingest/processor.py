@@ -142,7 +142,8 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._delivering = 0  # batches committed whose changes are not yet handed over
         self._next_prune = 0.0  # monotonic time of the next trim of the change journal
-        self._since_vacuum = 0  # messages handled since the inbox was last vacuumed ...
+        self._since_vacuum = 0  # messages handled since the tables were last tended ...
+        self._tended = False
         self._server_vacuums: bool | None = None  # ... where the server's autovacuum is off
         self._ahead: dict[int, Row] = {}  # read and parsed, not yet applied
         self._parsed: dict[int, tuple[ParsedMessage, ...] | str] = {}
@@ -166,10 +167,7 @@ class Processor:
         """Process until stopped: now, whenever woken, and every `POLL_S` regardless."""
         while not self._stop.is_set():
             try:
-                busy = self.process_pending()
-                self._since_vacuum += busy
-                self.prune_journal()
-                self.tend_inbox()
+                busy = self.process_and_tend()
             except Exception as exc:  # the loop must survive a database outage and try again
                 logs.ingest.error("inbox processing pass failed (%s); retrying",
                                   logs.describe_error(exc))
@@ -178,35 +176,50 @@ class Processor:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
 
-    def tend_inbox(self, force: bool = False) -> bool:
-        """Vacuum and analyse the inbox on a PostgreSQL server whose autovacuum is off.
+    def process_and_tend(self) -> int:
+        """One pass of the loop: process what is due, then trim the journal and tend the
+        tables when it is time. Returns how many messages it handled."""
+        busy = self.process_pending()
+        self._since_vacuum += busy
+        self.prune_journal()
+        self.tend_tables()
+        return busy
+
+    def tend_tables(self, force: bool = False) -> bool:
+        """Vacuum and analyse on a PostgreSQL server whose autovacuum is off.
 
         Each message updates its inbox row once, and every dead row left slows the
         processors' question for the oldest received messages (285 ms after 250,000
-        messages unvacuumed, 2 ms vacuumed). Migration 0013 has autovacuum do it every
-        10,000 changes; where a server runs without autovacuum, bulk processor 1 of n
-        does it every `VACUUM_EVERY` messages it handled. True if it vacuumed."""
+        messages unvacuumed, 2 ms vacuumed). And with no statistics, PostgreSQL takes a
+        lookup of a batch's 320 result keys for most of the table and reads all of it
+        (200 ms a batch at 600,000 results). Migration 0013 has autovacuum tend the inbox
+        every 10,000 changes; where a server runs without autovacuum, bulk processor 1 of
+        n vacuums the inbox and analyses the tables processing reads, after its first
+        `FIRST_TEND` messages and then every `VACUUM_EVERY`. True if it did."""
         if self._urgent or self._share[0] != 0 or self._engine.dialect.name != "postgresql":
             return False
-        if not force and self._since_vacuum < VACUUM_EVERY:
+        if not force and self._since_vacuum < (VACUUM_EVERY if self._tended else FIRST_TEND):
             return False
         self._since_vacuum = 0
+        self._tended = True
         if self._server_vacuums is None:
             with self._reader.connect() as conn:
                 self._server_vacuums = conn.scalar(text("SHOW autovacuum")) == "on"
             if not self._server_vacuums:
                 logs.ingest.warning(
-                    "autovacuum is off on the PostgreSQL server: the receiver vacuums its "
-                    "inbox itself every %d messages (a DBA can turn it on: ALTER SYSTEM SET "
-                    "autovacuum = on; SELECT pg_reload_conf();)", VACUUM_EVERY)
+                    "autovacuum is off on the PostgreSQL server: the receiver vacuums and "
+                    "analyses its tables itself every %d messages (a DBA can turn it on: "
+                    "ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();)",
+                    VACUUM_EVERY)
         if self._server_vacuums:
             return False
         try:
             with self._engine.connect().execution_options(
                     isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM (ANALYZE) inbox_messages"))
+                conn.execute(text(f"ANALYZE {', '.join(_ANALYSED)}"))
         except Exception as exc:  # not the owner, say: the server's own settings decide
-            logs.ingest.warning("could not vacuum the inbox (%s); not trying again",
+            logs.ingest.warning("could not vacuum or analyse its tables (%s); not trying again",
                                 logs.describe_error(exc))
             self._server_vacuums = True
             return False
@@ -467,7 +480,10 @@ _CHANGES = table_of(PatientChangeRecord)
 # "CLARION" in ASCII) before their rows; their commit releases it.
 _JOURNAL_LOCK = text("SELECT pg_advisory_xact_lock(67766582737879)")
 JOURNAL_PRUNE_S = 3600.0
-VACUUM_EVERY = 10_000  # messages, where the server does not vacuum (`tend_inbox`)
+VACUUM_EVERY = 10_000  # messages, where the server does not vacuum (`tend_tables`)
+FIRST_TEND = 1_000  # ... and the first time, for statistics of a new store's tables
+# What processing looks up, by the statistics ANALYZE keeps
+_ANALYSED = ("observations", "encounters", "patients", "patient_identifiers", "diagnoses")
 
 
 def _pieces(chunk: list[int], parsed: dict[int, tuple[ParsedMessage, ...] | str]

@@ -351,7 +351,7 @@ def test_two_workers_on_postgresql_by_default_and_one_on_sqlite(
         engine.dispose()
 
 
-def test_the_receiver_vacuums_its_inbox_where_the_server_does_not(
+def test_the_receiver_tends_its_tables_where_the_server_does_not(
         engine: Engine, config: Config) -> None:
     from sqlalchemy import text
 
@@ -365,13 +365,16 @@ def test_the_receiver_vacuums_its_inbox_where_the_server_does_not(
     store_raw(engine, *_visits(["V001", "V002"]), keyed=True)
     processor = Processor(engine, config.ingest)
     processor.process_pending()
-    assert not processor.tend_inbox()  # not after four messages
-    assert not Processor(engine, config.ingest, share=(1, 2)).tend_inbox(force=True)
-    assert processor.tend_inbox(force=True)  # processor 1 of n, on its turn
+    assert not processor.tend_tables()  # not after four messages
+    assert not Processor(engine, config.ingest, share=(1, 2)).tend_tables(force=True)
+    assert processor.tend_tables(force=True)  # processor 1 of n, on its turn
 
-    def vacuumed() -> bool:
+    def tended() -> bool:  # the inbox vacuumed, the tables processing reads analysed
         with engine.connect() as conn:
             return conn.scalar(text(
-                "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables "
-                "WHERE relid = 'inbox_messages'::regclass")) is True
-    _until(vacuumed, timeout=15)
+                "SELECT bool_and(CASE WHEN relname = 'inbox_messages' "
+                "THEN last_vacuum IS NOT NULL ELSE last_analyze IS NOT NULL END) "
+                "FROM pg_stat_user_tables WHERE relid IN ('inbox_messages'::regclass, "
+                "'observations'::regclass, 'encounters'::regclass, 'patients'::regclass, "
+                "'patient_identifiers'::regclass, 'diagnoses'::regclass)")) is True
+    _until(tended, timeout=15)

@@ -211,9 +211,9 @@ class Processor:
             if not self._server_vacuums:
                 logs.ingest.warning(
                     "autovacuum is off on the PostgreSQL server: the receiver vacuums and "
-                    "analyses its tables itself every %d messages (a DBA can turn it on: "
-                    "ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();)",
-                    VACUUM_EVERY)
+                    "analyses its tables itself, after %d messages and then up to every %d "
+                    "(a DBA can turn it on: ALTER SYSTEM SET autovacuum = on; SELECT "
+                    "pg_reload_conf();)", FIRST_TEND, VACUUM_EVERY)
         if self._server_vacuums:
             return False
         try:

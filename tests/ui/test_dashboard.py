@@ -33,10 +33,11 @@ def store(tmp_path: Path) -> Any:
     the module is imported: a suite that ran across midnight saw the new yesterday
     without messages, rightly, as a second anomaly."""
     today = datetime.now(UTC).date()
+    down = feed_down(today)
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = open_store(url)
-    write_log(engine, today - timedelta(days=1), days=60, feed_outages=[feed_down(today)])
-    yield engine, url, feed_down(today)
+    write_log(engine, today - timedelta(days=1), days=60, feed_outages=[down])
+    yield engine, url, down
     engine.dispose()
 
 

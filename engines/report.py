@@ -161,6 +161,22 @@ def classifier_report(card: ModelCard) -> str:
                                          for k in ("se", "ppv", "f1")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Overall accuracy {metrics['accuracy']:.1f} %."]
+    if "decision" in metrics:
+        lines.append(f"Decision: {metrics['decision']}.")
+    timing = card.raw.get("supraventricular")
+    if timing:
+        lines.append(f"S by timing: the interval before the beat under "
+                     f"{timing['max_pre_over_ref']:.0%} of the reference cycle (the median "
+                     f"of the longest {timing['ref_fraction']:.0%} of its block's intervals), "
+                     f"not in AF (the rhythm model's call, with under "
+                     f"{timing['max_af_regular_share']:.0%} of the intervals within "
+                     f"{timing['regular_within']:.1%} of the median); thresholds chosen on "
+                     f"{timing['chosen_on'].split(':')[0]}.")
+    if "model_alone" in metrics:
+        alone = metrics["model_alone"]["classes"]
+        lines.append("The network alone: " + ", ".join(
+            f"{c} F1 {alone[c]['f1']:.1f}" for c in ("S", "V") if c in alone)
+            + f", accuracy {metrics['model_alone']['accuracy']:.1f} %.")
     if "challenge_f1" in metrics:
         lines.append(f"Challenge F1 (mean of N, A, O): {metrics['challenge_f1']:.3f}.")
     if "mitdb_af_records" in metrics:
@@ -174,7 +190,7 @@ def classifier_report(card: ModelCard) -> str:
 
         ours = metrics["classes"]
         lines += ["", "| | accuracy % | S Se / PPV / F1 | V Se / PPV / F1 |", "|---|---:|---|---|",
-                  f"| this model | {metrics['accuracy']:.1f} | {ours['S']['se']:.1f} / "
+                  f"| Clarion | {metrics['accuracy']:.1f} | {ours['S']['se']:.1f} / "
                   f"{ours['S']['ppv']:.1f} / {ours['S']['f1']:.1f} | {ours['V']['se']:.1f} / "
                   f"{ours['V']['ppv']:.1f} / {ours['V']['f1']:.1f} |"]
         for who, row in published.items():

@@ -21,10 +21,22 @@ Beat model (`ecg_beats`), one row per beat (`beat_inputs`):
 Rhythm model (`ecg_rhythm`), one row per strip:
   strip     float32 [B, 1, L]  the filtered lead over its own standard deviation, zero
                                padded at the end to the card's length (at least)
+
+Supraventricular premature beats (S) by timing (card `supraventricular`, `by_timing`): a
+beat the network calls neither V nor F (nor Q) is S where it comes early against the
+patient's unhurried cycle (`reference_rr`: the median of the longest fifth of its block's
+intervals, the sinus cycle even where premature beats are most of the beats), except
+where the rhythm is atrial fibrillation (no beat is premature in AF): where the rhythm
+model calls the second AF and the intervals are irregular too (`regular_share`: in sinus
+rhythm most intervals lie near the usual one, even with premature beats at one coupling
+interval; in AF few do). The network's own S calls are not used: trained on DS1's 22
+patients, it learnt S from their patterns and missed another patient's (the card's
+metrics.model_alone).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -182,6 +194,98 @@ def rr_features(peaks: np.ndarray, rate_hz: float, names: tuple[str, ...] = FIRS
                "pre_over_median": pre / median, "post_over_median": post / median}
     features = np.stack([columns[name] for name in names], axis=1)
     return np.clip(features, 0.0, 5.0).astype(np.float32)
+
+
+def reference_rr(peaks: np.ndarray, rate_hz: float, block: int,
+                 fraction: float = 0.2) -> np.ndarray:
+    """Each beat's reference cycle (s): the median of the longest `fraction` of the
+    pre-intervals of its block (`template_blocks`; the recording where `block` is 0)."""
+    pre = _pre_intervals(peaks, rate_hz)
+    ref = np.empty(len(pre))
+    for start, end in template_blocks(len(pre), block or len(pre)):
+        longest = np.sort(pre[start:end])[-max(1, int(round(fraction * (end - start)))):]
+        ref[start:end] = np.median(longest)
+    return ref
+
+
+def regular_share(peaks: np.ndarray, rate_hz: float, block: int,
+                  within: float = 0.075) -> np.ndarray:
+    """Per beat, the share of its block's pre-intervals within `within` of the block's
+    median interval: near 1 in sinus rhythm, still most of them where premature beats
+    recur at one coupling interval, around a third in atrial fibrillation."""
+    pre = _pre_intervals(peaks, rate_hz)
+    share = np.ones(len(pre))
+    for start, end in template_blocks(len(pre), block or len(pre)):
+        part = pre[start:end]
+        median = float(np.median(part))
+        share[start:end] = float(np.mean(np.abs(part - median) <= within * median))
+    return share
+
+
+def _pre_intervals(peaks: np.ndarray, rate_hz: float) -> np.ndarray:
+    rr = np.diff(np.asarray(peaks, dtype=np.float64)) / rate_hz
+    return np.concatenate([rr[:1], rr]) if len(rr) else np.ones(len(peaks))
+
+
+@dataclass(frozen=True, slots=True)
+class TimingRule:
+    """The card's `supraventricular` block: S by timing (module docstring)."""
+
+    max_pre_over_ref: float  # premature: the interval before is under this share of the cycle
+    max_af_regular_share: float  # AF: the rhythm model says so and the rhythm is this irregular
+    ref_fraction: float = 0.2
+    regular_within: float = 0.075
+
+    @classmethod
+    def from_card(cls, block: dict) -> TimingRule:
+        return cls(float(block["max_pre_over_ref"]), float(block["max_af_regular_share"]),
+                   float(block.get("ref_fraction", 0.2)),
+                   float(block.get("regular_within", 0.075)))
+
+    def to_card(self) -> dict:
+        return {"by": "timing", "max_pre_over_ref": self.max_pre_over_ref,
+                "max_af_regular_share": self.max_af_regular_share,
+                "ref_fraction": self.ref_fraction, "regular_within": self.regular_within}
+
+
+def by_timing(calls: np.ndarray, peaks: np.ndarray, rate_hz: float, classes: tuple[str, ...],
+              rule: TimingRule, block: int, rhythm_af: np.ndarray | None) -> np.ndarray:
+    """The network's `calls` (class indices, one per beat at `peaks`) with S decided by
+    timing: its S calls become N, and an N beat that comes early is S unless it lies in
+    AF. `rhythm_af` is, per beat, whether the rhythm model calls its second AF (None: no
+    rhythm model, no beat is taken for AF)."""
+    out = np.asarray(calls).copy()
+    normal, early_class = classes.index("N"), classes.index("S")
+    out[out == early_class] = normal
+    if len(peaks) < 3:
+        return out
+    early = _pre_intervals(peaks, rate_hz) < rule.max_pre_over_ref * reference_rr(
+        peaks, rate_hz, block, rule.ref_fraction)
+    in_af = np.zeros(len(peaks), dtype=bool) if rhythm_af is None else \
+        np.asarray(rhythm_af, dtype=bool) & (
+            regular_share(peaks, rate_hz, block, rule.regular_within)
+            < rule.max_af_regular_share)
+    out[(out == normal) & early & ~in_af] = early_class
+    return out
+
+
+def rhythm_by_second(cleaned: np.ndarray, rate_hz: float, strip_s: float,
+                     infer: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The rhythm model over overlapping windows of a cleaned lead at its rate (10 s every
+    5 s on strips up to two minutes, `strip_s` every half of it on longer ones): each
+    window's class probabilities, and each second's class index, the majority of the
+    windows over it. `infer` maps a [B, 1, L] batch to [B, C] probabilities."""
+    seconds = len(cleaned) / rate_hz
+    window, step = (10.0, 5.0) if seconds <= 120 else (strip_s, strip_s / 2)
+    length = int(strip_s * rate_hz)
+    spans = strip_windows(cleaned, rate_hz, window, step)
+    probs = np.concatenate([
+        infer(np.concatenate([strip_input(cleaned[a:b], length) for a, b in spans[i:i + 32]]))
+        for i in range(0, len(spans), 32)])
+    votes = np.zeros((int(np.ceil(seconds)), probs.shape[1]))
+    for (a, b), row in zip(spans, probs, strict=True):
+        votes[int(a / rate_hz):int(np.ceil(b / rate_hz)), int(row.argmax())] += 1
+    return probs, votes.argmax(axis=1)
 
 
 def on_the_peak(cleaned: np.ndarray, peaks: np.ndarray, rate_hz: float,

@@ -5,8 +5,10 @@ models were trained on it). The rhythm model scores overlapping windows (10 s ev
 on strips up to two minutes, 30 s every 15 s on longer recordings): each second's rhythm
 is the majority of the windows over it, so "AF in 27 of 30 s" counts seconds; the strip's
 AF probability is the mean over its windows. The beat model classes each detected beat
-(N, S, V, F, Q); the burden is the share of S and V beats. A strip the quality checks or
-the rhythm model's "noisy" class call unreadable is reported so, not guessed.
+(N, S, V, F, Q), S by timing where its card says so (engines/signals.py `by_timing`, with
+the rhythm model's AF seconds); the burden is the share of S and V beats. A strip the
+quality checks or the rhythm model's "noisy" class call unreadable is reported so, not
+guessed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from app.ecg.preprocess import PreparedLead, prepare
 from app.store.waveforms import StoredWaveform
 from engines.card import ModelCard
 from engines.select import Selection
-from engines.signals import SignalSpec, beat_inputs, strip_input, strip_windows
+from engines.signals import (
+    SignalSpec,
+    TimingRule,
+    beat_inputs,
+    by_timing,
+    rhythm_by_second,
+)
 
 log = logging.getLogger("clarion.ecg")
 LEAD_ORDER = ("II", "MLII", "I", "V5", "V1", "III", "aVF")
@@ -145,9 +153,12 @@ class EcgAnalyzer:
             analysis.mean_hr = 60.0 / float(np.mean(rr))
             analysis.rr_cv = float(np.std(rr) / np.mean(rr))
         classes: np.ndarray | None = None
+        af_seconds: np.ndarray | None = None
         if analysis.readable and rhythm_lead is not None and self.rhythm is not None:
             t0 = time.perf_counter()
-            self._rhythm(analysis, rhythm_lead, self.rhythm)
+            by_second = self._rhythm(analysis, rhythm_lead, self.rhythm)
+            if "A" in self.rhythm.card.classes:
+                af_seconds = by_second == self.rhythm.card.classes.index("A")
             latency["inference_rhythm"] = (time.perf_counter() - t0) * 1000
             noisy = analysis.rhythm_probs.get("~", 0.0)
             if noisy > 0.5 and noisy == max(analysis.rhythm_probs.values()):
@@ -155,7 +166,7 @@ class EcgAnalyzer:
                                      f"{noisy:.0%})",)
         if analysis.readable and beat_lead is not None and self.beats is not None:
             t0 = time.perf_counter()
-            classes = self._beats(analysis, beat_lead, self.beats)
+            classes = self._beats(analysis, beat_lead, self.beats, af_seconds)
             latency["inference_beats"] = (time.perf_counter() - t0) * 1000
         analysis.strip = _excerpt(reference, lead.name, classes)
         analysis.rhythm_model = self.rhythm.name if self.rhythm else ""
@@ -166,26 +177,21 @@ class EcgAnalyzer:
         return analysis
 
     @staticmethod
-    def _rhythm(analysis: EcgAnalysis, lead: PreparedLead, model: EcgModel) -> None:
-        spec, classes = model.spec, model.card.classes
-        seconds = len(lead.cleaned) / lead.rate_hz
-        window, step = (10.0, 5.0) if seconds <= 120 else (spec.strip_s, spec.strip_s / 2)
-        length = int(spec.strip_s * spec.rate_hz)
-        spans = strip_windows(lead.cleaned, lead.rate_hz, window, step)
-        probs = np.concatenate([
-            model.infer({"strip": np.concatenate(
-                [strip_input(lead.cleaned[a:b], length) for a, b in spans[i:i + 32]])})
-            for i in range(0, len(spans), 32)])
+    def _rhythm(analysis: EcgAnalysis, lead: PreparedLead, model: EcgModel) -> np.ndarray:
+        """The strip's rhythm on `analysis`; returns each second's class index."""
+        classes = model.card.classes
+        probs, called = rhythm_by_second(lead.cleaned, lead.rate_hz, model.spec.strip_s,
+                                         lambda strips: model.infer({"strip": strips}))
         analysis.rhythm_probs = {c: round(float(p), 4) for c, p in
                                  zip(classes, probs.mean(axis=0), strict=True)}
-        votes = np.zeros((int(np.ceil(seconds)), len(classes)))
-        for (a, b), row in zip(spans, probs, strict=True):
-            votes[int(a / lead.rate_hz):int(np.ceil(b / lead.rate_hz)), int(row.argmax())] += 1
-        called = votes.argmax(axis=1)
         analysis.rhythm_seconds = {c: int(np.sum(called == i)) for i, c in enumerate(classes)}
+        return called
 
     @staticmethod
-    def _beats(analysis: EcgAnalysis, lead: PreparedLead, model: EcgModel) -> np.ndarray:
+    def _beats(analysis: EcgAnalysis, lead: PreparedLead, model: EcgModel,
+               af_seconds: np.ndarray | None) -> np.ndarray:
+        """Each beat's class index (counts on `analysis`); `af_seconds`, per second,
+        whether the rhythm model calls it AF (None without a rhythm model)."""
         spec, classes = model.spec, model.card.classes
         if len(lead.peaks) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -193,6 +199,12 @@ class EcgAnalyzer:
         calls = np.concatenate([
             model.infer({name: rows[i:i + 4096] for name, rows in inputs.items()}).argmax(1)
             for i in range(0, len(lead.peaks), 4096)])
+        timing = model.card.raw.get("supraventricular")
+        if timing:
+            rhythm_af = None if af_seconds is None else af_seconds[
+                np.minimum(lead.peaks // int(round(lead.rate_hz)), len(af_seconds) - 1)]
+            calls = by_timing(calls, lead.peaks, lead.rate_hz, classes,
+                              TimingRule.from_card(timing), spec.template_beats, rhythm_af)
         analysis.beat_counts = {c: int(np.sum(calls == i)) for i, c in enumerate(classes)}
         return calls
 

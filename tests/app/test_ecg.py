@@ -171,6 +171,20 @@ def test_ventricular_bigeminy_counts_as_pvcs(analyzer: EcgAnalyzer) -> None:
         assert analysis.burden("V") > 0.10, (record, analysis.beat_counts)
 
 
+def test_premature_atrial_beats_are_counted_by_their_timing(analyzer: EcgAnalyzer) -> None:
+    """Record 232 (DS2, never trained on): sinus pauses of about 1.8 s and, between them,
+    runs of premature atrial beats at about 0.72 s, three in four of its beats (reference
+    annotations). The rhythm model calls it AF, yet its intervals are regular, so the
+    early beats are counted S. In record 201's AF (00:00-01:51) no beat is S."""
+    assert analyzer.beats is not None and analyzer.beats.card.raw["supraventricular"]
+    runs = _analyse(analyzer, *mitdb_strip("232", 900.0, 60.0))
+    assert runs.readable
+    assert runs.burden("S") > 0.6 and runs.burden("V") < 0.05, runs.beat_counts
+    af = _analyse(analyzer, *mitdb_strip("201", 5.0, 60.0))
+    assert af.rhythm_seconds["A"] >= 40
+    assert af.burden("S") < 0.05, af.beat_counts
+
+
 def _send_and_follow(clinic, engine: Engine, *texts: str) -> list[PatientChanged]:  # noqa: ANN001
     store_raw(engine, *texts)
     seen: list[PatientChanged] = []

@@ -53,7 +53,8 @@ def test_the_runtime_gate_judges_a_classifier() -> None:
 
 def test_report_sets_the_beats_beside_the_published_results() -> None:
     text = classifier_report(load_card("ecg_beats"))
-    for name in ("de Chazal 2004", "Mar 2011", "Zhang 2014", "| S |", "| V |", "INT8"):
+    for name in ("de Chazal 2004", "Mar 2011", "Zhang 2014", "| S |", "| V |", "INT8",
+                 "S by timing", "The network alone: S F1"):
         assert name in text
     assert "Challenge F1" in classifier_report(load_card("ecg_rhythm"))
 

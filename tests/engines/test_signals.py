@@ -9,7 +9,11 @@ import pytest
 from engines.signals import (
     FIRST_RR,
     SignalSpec,
+    TimingRule,
     beat_inputs,
+    by_timing,
+    reference_rr,
+    regular_share,
     rr_features,
     template_blocks,
     with_template,
@@ -100,3 +104,66 @@ def test_a_detectors_wandering_marks_are_moved_onto_the_peak() -> None:
     np.testing.assert_array_equal(on_the_peak(cleaned, marks, RATE), true)
     spec = SignalSpec(RATE, (0.5, 40.0), window=(90, 166), template_beats=64)
     assert np.abs(beat_inputs(cleaned, marks, RATE, spec)["beat"][:, 1]).max() < 1e-6
+
+
+def test_the_reference_cycle_is_the_unhurried_one_even_where_early_beats_are_most() -> None:
+    # Sinus cycles of 1.8 s, each followed by a run of premature beats at 0.72 s: three in
+    # four beats are early, so their median is the early interval; the reference is not.
+    rr = ([1.8] + [0.72] * 3) * 12
+    peaks = _peaks(rr)
+    assert np.median(np.diff(peaks)) / RATE == pytest.approx(0.72, abs=0.01)
+    assert reference_rr(peaks, RATE, 64) == pytest.approx(np.full(len(peaks), 1.8), abs=0.01)
+
+
+def test_regular_share_tells_recurring_early_beats_from_fibrillation() -> None:
+    rng = np.random.default_rng(5)
+    sinus_with_runs = _peaks(([1.8] + [0.72] * 3) * 12)
+    fibrillation = _peaks(list(rng.uniform(0.45, 1.1, size=48)))
+    sinus = _peaks(list(0.8 + rng.normal(0, 0.015, size=48)))
+    assert regular_share(sinus, RATE, 64).min() > 0.95
+    assert regular_share(sinus_with_runs, RATE, 64).min() > 0.7
+    assert regular_share(fibrillation, RATE, 64).max() < 0.4
+
+
+N, S, V = 0, 1, 2
+CLASSES = ("N", "S", "V", "F", "Q")
+RULE = TimingRule(max_pre_over_ref=0.65, max_af_regular_share=0.5)
+
+
+def test_by_timing_calls_the_early_narrow_beats_s_and_nothing_else() -> None:
+    rr = [0.8] * 20 + [0.45, 1.15] + [0.8] * 10 + [0.45, 1.15] + [0.8] * 10
+    peaks = _peaks(rr)
+    network = np.full(len(peaks), N)
+    network[5] = S  # the network's own S call on a beat in time: not kept
+    network[33] = V  # an early beat the network calls V stays V
+    out = by_timing(network, peaks, RATE, CLASSES, RULE, 64, None)
+    assert out[21] == S and out[33] == V  # the beats after the 21st and 33rd intervals
+    assert out[5] == N
+    assert set(np.flatnonzero(out == S)) == {21}
+    assert network[5] == S, "the network's calls are not changed in place"
+
+
+def test_by_timing_finds_early_beats_that_are_most_of_the_beats() -> None:
+    peaks = _peaks(([1.8] + [0.72] * 3) * 12)
+    out = by_timing(np.full(len(peaks), N), peaks, RATE, CLASSES, RULE, 64,
+                    np.ones(len(peaks), dtype=bool))  # even where the rhythm model says AF
+    early = np.diff(peaks) / RATE < 1.0
+    assert np.all(out[1:][early] == S) and np.all(out[1:][~early] == N)
+
+
+def test_by_timing_calls_no_beat_early_in_atrial_fibrillation() -> None:
+    rng = np.random.default_rng(5)
+    peaks = _peaks(list(rng.uniform(0.45, 1.1, size=60)))
+    network = np.full(len(peaks), N)
+    in_af = by_timing(network, peaks, RATE, CLASSES, RULE, 64, np.ones(len(peaks), dtype=bool))
+    assert np.all(in_af == N)
+    # Without the rhythm model's word, the same irregular beats are taken at their timing.
+    assert np.any(by_timing(network, peaks, RATE, CLASSES, RULE, 64, None) == S)
+
+
+def test_the_timing_rule_round_trips_through_the_card() -> None:
+    block = RULE.to_card()
+    assert block["by"] == "timing"
+    assert TimingRule.from_card(block) == RULE
+    with pytest.raises(KeyError, match="max_af_regular_share"):
+        TimingRule.from_card({"max_pre_over_ref": 0.65})

@@ -136,10 +136,11 @@ def test_processor_thread_is_woken_by_the_inbox(engine: Engine) -> None:
 
 
 def test_large_results_go_in_pieces_the_ack_path_can_wait_for(engine: Engine) -> None:
-    """A chunk of 20-result messages is applied a few messages at a time (a piece holds at
-    most PIECE_ROWS rows: the write lock the ACK path waits for is held that long at
-    most), a message larger than that alone; the lot is processed in order."""
-    from app.ingest.processor import PIECE, PIECE_ROWS, _pieces
+    """On SQLite a chunk of 20-result messages is applied a few messages at a time (a
+    piece holds at most `piece_rows` rows: the write lock the ACK path waits for is held
+    that long at most), a message larger than that alone; PostgreSQL, where the ACK path
+    waits for no processor, takes far more at a time. The lot is processed in order."""
+    from app.ingest.processor import POSTGRES_SIZES, SQLITE_SIZES, _pieces
 
     def panel(n: int, results: int) -> str:
         return hl7_message(
@@ -150,13 +151,18 @@ def test_large_results_go_in_pieces_the_ack_path_can_wait_for(engine: Engine) ->
     sizes = [20] * 9 + [300] + [0, 1] * 20
     ids = store_raw(engine, *(panel(n, size) for n, size in enumerate(sizes)))
     processor = Processor(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    assert processor._sizes == (SQLITE_SIZES if sqlite else POSTGRES_SIZES)
     content = {i: processor._parse(row) for i, row in zip(ids, _rows(engine, ids), strict=True)}
-    pieces = _pieces(ids, content)
-    assert [i for piece in pieces for i in piece] == ids
-    for piece in pieces:
-        rows = sum(1 + len(content[i][0].observations) for i in piece)  # type: ignore[index]
-        assert len(piece) <= PIECE and (rows <= PIECE_ROWS or len(piece) == 1)
-    assert [len(p) for p in pieces[:3]] == [6, 3, 1]  # 6 x 21 rows, then the 300 alone
+    for limits in (SQLITE_SIZES, POSTGRES_SIZES):
+        pieces = _pieces(ids, content, limits)
+        assert [i for piece in pieces for i in piece] == ids
+        for piece in pieces:
+            rows = sum(1 + len(content[i][0].observations) for i in piece)  # type: ignore[index]
+            assert len(piece) <= limits.piece and (rows <= limits.piece_rows or len(piece) == 1)
+    # SQLite: 6 x 21 rows, then the 300 alone; PostgreSQL: all 50 messages (550 rows) at once
+    assert [len(p) for p in _pieces(ids, content, SQLITE_SIZES)[:3]] == [6, 3, 1]
+    assert [len(p) for p in _pieces(ids, content, POSTGRES_SIZES)] == [len(sizes)]
     assert processor.process_pending() == len(sizes)
     assert {s for s, _ in _statuses(engine).values()} == {"processed"}
     with Session(engine) as s:

@@ -463,7 +463,7 @@ def fit_timing(directory: Path, rhythm_dir: Path) -> dict:
     metrics = card["metrics"]
     alone = metrics.get("model_alone") or {k: metrics[k] for k in
                                             ("accuracy", "classes", "confusion")}
-    metrics.update(per_class(labels, calls, BEAT_CLASSES))
+    metrics.update(per_class(labels, calls, BEAT_CLASSES), beats=int(len(labels)))
     metrics["model_alone"] = alone
     metrics["decision"] = ("S by timing (the card's supraventricular rule, its thresholds "
                            "chosen on DS1); N, V, F and Q by the network")

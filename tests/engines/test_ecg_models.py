@@ -102,3 +102,40 @@ def test_the_shipped_weights_run_under_pytorch(model: str) -> None:
     with pytest.raises(ValueError, match="no match"):
         other = load_card("ecg_rhythm" if model == "ecg_beats" else "ecg_beats")
         from_onnx(network(other), str(card.path("fp32")))
+
+
+def test_the_timing_rule_is_fitted_on_ds1_and_measured_on_ds2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ecg_train timing` on a copy of the shipped beat model, with two records a side to
+    keep it quick (209, frequent premature atrial beats, for DS1; 232, whose early beats
+    are three in four, and 100 for DS2): the thresholds come from the DS1 grid, the card
+    keeps the network's own figures beside the rule's, and its checksums still hold."""
+    import json
+    import shutil
+
+    from engines.card import MODELS_DIR
+    from engines.training import ecg_data, ecg_train
+
+    try:
+        ecg_data.database("mitdb")
+    except ecg_data.EcgDataMissing as exc:
+        pytest.skip(str(exc))
+    shutil.copytree(MODELS_DIR / "ecg_beats", tmp_path / "ecg_beats")
+    card_path = tmp_path / "ecg_beats" / "card.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"].pop("model_alone", None)  # as a freshly trained card has it
+    card.pop("supraventricular", None)
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr(ecg_train, "DS1", ("209",))
+    monkeypatch.setattr(ecg_train, "DS2", ("232", "100"))
+    fitted = ecg_train.fit_timing(tmp_path / "ecg_beats", MODELS_DIR / "ecg_rhythm")
+    rule = fitted["supraventricular"]
+    grid = rule["ds1_s_f1"]
+    assert grid[f"{rule['max_pre_over_ref']}/{rule['max_af_regular_share']}"] == max(
+        grid.values())
+    metrics = fitted["metrics"]
+    assert metrics["beats"] == sum(map(sum, metrics["confusion"])) == 1780 + 2273
+    assert metrics["classes"]["S"]["support"] == 1382 + 33  # 232's and 100's
+    assert metrics["classes"]["S"]["f1"] > metrics["model_alone"]["classes"]["S"]["f1"]
+    assert metrics["model_alone"]["classes"]["S"]["f1"] == card["metrics"]["classes"]["S"]["f1"]
+    assert load_card(tmp_path / "ecg_beats").raw["supraventricular"] == rule

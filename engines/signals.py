@@ -179,8 +179,8 @@ def rr_features(peaks: np.ndarray, rate_hz: float, names: tuple[str, ...] = FIRS
         return np.zeros((0, len(names)), dtype=np.float32)
     if n == 1:
         return np.tile(np.ones(len(names), dtype=np.float32), (1, 1))
-    rr = np.diff(np.asarray(peaks, dtype=np.float64)) / rate_hz
-    pre = np.concatenate([[rr[0]], rr])
+    pre = _pre_intervals(peaks, rate_hz)
+    rr = pre[1:]
     post = np.concatenate([rr, [rr[-1]]])
     kernel = np.ones(local_beats) / local_beats
     padded = np.pad(pre, (local_beats // 2, local_beats - local_beats // 2 - 1), mode="edge")
@@ -249,11 +249,11 @@ class TimingRule:
 
 
 def by_timing(calls: np.ndarray, peaks: np.ndarray, rate_hz: float, classes: tuple[str, ...],
-              rule: TimingRule, block: int, rhythm_af: np.ndarray | None) -> np.ndarray:
+              rule: TimingRule, block: int, af_seconds: np.ndarray | None) -> np.ndarray:
     """The network's `calls` (class indices, one per beat at `peaks`) with S decided by
     timing: its S calls become N, and an N beat that comes early is S unless it lies in
-    AF. `rhythm_af` is, per beat, whether the rhythm model calls its second AF (None: no
-    rhythm model, no beat is taken for AF)."""
+    AF. `af_seconds` is, per second of the strip, whether the rhythm model calls it AF
+    (`rhythm_by_second`; None: no rhythm model, no beat is taken for AF)."""
     out = np.asarray(calls).copy()
     normal, early_class = classes.index("N"), classes.index("S")
     out[out == early_class] = normal
@@ -261,8 +261,9 @@ def by_timing(calls: np.ndarray, peaks: np.ndarray, rate_hz: float, classes: tup
         return out
     early = _pre_intervals(peaks, rate_hz) < rule.max_pre_over_ref * reference_rr(
         peaks, rate_hz, block, rule.ref_fraction)
-    in_af = np.zeros(len(peaks), dtype=bool) if rhythm_af is None else \
-        np.asarray(rhythm_af, dtype=bool) & (
+    in_af = np.zeros(len(peaks), dtype=bool) if af_seconds is None else \
+        np.asarray(af_seconds, dtype=bool)[np.minimum(
+            np.asarray(peaks) // int(round(rate_hz)), len(af_seconds) - 1)] & (
             regular_share(peaks, rate_hz, block, rule.regular_within)
             < rule.max_af_regular_share)
     out[(out == normal) & early & ~in_af] = early_class

@@ -201,10 +201,8 @@ class EcgAnalyzer:
             for i in range(0, len(lead.peaks), 4096)])
         timing = model.card.raw.get("supraventricular")
         if timing:
-            rhythm_af = None if af_seconds is None else af_seconds[
-                np.minimum(lead.peaks // int(round(lead.rate_hz)), len(af_seconds) - 1)]
             calls = by_timing(calls, lead.peaks, lead.rate_hz, classes,
-                              TimingRule.from_card(timing), spec.template_beats, rhythm_af)
+                              TimingRule.from_card(timing), spec.template_beats, af_seconds)
         analysis.beat_counts = {c: int(np.sum(calls == i)) for i, c in enumerate(classes)}
         return calls
 

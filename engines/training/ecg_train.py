@@ -405,8 +405,8 @@ TIMING_GRID = tuple((round(0.50 + 0.05 * i, 2), share) for i in range(8)
 def _timing_inputs(records: tuple[str, ...], beats_onnx: Path,
                    rhythm_dir: Path) -> list[dict[str, np.ndarray]]:
     """Per record, what the timing rule reads, as the app reads it: the beat network's
-    calls on the reference beats, their peaks and classes, and whether the rhythm model
-    calls each beat's second AF."""
+    calls on the reference beats, their peaks and classes, and which seconds the rhythm
+    model calls AF."""
     rhythm_card = json.loads((rhythm_dir / "card.json").read_text())
     af_class = rhythm_card["classes"].index("A")
     run_beats = _onnx_probs(beats_onnx, ("beat", "rr"))
@@ -426,9 +426,8 @@ def _timing_inputs(records: tuple[str, ...], beats_onnx: Path,
                      RHYTHM_SPEC.rate_hz, RHYTHM_SPEC.band_hz)
         _, by_second = rhythm_by_second(slow, RHYTHM_SPEC.rate_hz, RHYTHM_SPEC.strip_s,
                                         run_rhythm)
-        second = np.minimum(peaks // int(record.rate_hz), len(by_second) - 1)
         out.append({"calls": calls, "peaks": peaks, "keep": keep,
-                    "af": by_second[second] == af_class,
+                    "af_seconds": by_second == af_class,
                     "label": np.array([BEAT_CLASSES.index(c) if c else -1
                                        for c in annotations.classes])})
     return out
@@ -439,7 +438,7 @@ def _timed_calls(rows: list[dict[str, np.ndarray]], rule: TimingRule) -> tuple[n
     labels, calls = [], []
     for row in rows:
         timed = by_timing(row["calls"], row["peaks"], BEAT_SPEC.rate_hz, BEAT_CLASSES, rule,
-                          BEAT_SPEC.template_beats, row["af"])
+                          BEAT_SPEC.template_beats, row["af_seconds"])
         labels.append(row["label"][row["keep"]])
         calls.append(timed[row["keep"]])
     return np.concatenate(labels), np.concatenate(calls)

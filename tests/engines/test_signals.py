@@ -143,10 +143,17 @@ def test_by_timing_calls_the_early_narrow_beats_s_and_nothing_else() -> None:
     assert network[5] == S, "the network's calls are not changed in place"
 
 
+def _af_seconds(peaks: np.ndarray, until_s: float | None = None) -> np.ndarray:
+    """Per second of the strip, the rhythm model's AF call: AF throughout, or up to
+    `until_s`."""
+    seconds = np.arange(int(peaks[-1] // RATE) + 1)
+    return seconds < (until_s if until_s is not None else len(seconds))
+
+
 def test_by_timing_finds_early_beats_that_are_most_of_the_beats() -> None:
     peaks = _peaks(([1.8] + [0.72] * 3) * 12)
     out = by_timing(np.full(len(peaks), N), peaks, RATE, CLASSES, RULE, 64,
-                    np.ones(len(peaks), dtype=bool))  # even where the rhythm model says AF
+                    _af_seconds(peaks))  # even where the rhythm model says AF
     early = np.diff(peaks) / RATE < 1.0
     assert np.all(out[1:][early] == S) and np.all(out[1:][~early] == N)
 
@@ -155,8 +162,11 @@ def test_by_timing_calls_no_beat_early_in_atrial_fibrillation() -> None:
     rng = np.random.default_rng(5)
     peaks = _peaks(list(rng.uniform(0.45, 1.1, size=60)))
     network = np.full(len(peaks), N)
-    in_af = by_timing(network, peaks, RATE, CLASSES, RULE, 64, np.ones(len(peaks), dtype=bool))
+    in_af = by_timing(network, peaks, RATE, CLASSES, RULE, 64, _af_seconds(peaks))
     assert np.all(in_af == N)
+    # AF called for the first 20 s only: early beats after it are S, none before.
+    half = by_timing(network, peaks, RATE, CLASSES, RULE, 64, _af_seconds(peaks, 20.0))
+    assert np.all(half[peaks < 20 * RATE] == N) and np.any(half[peaks >= 20 * RATE] == S)
     # Without the rhythm model's word, the same irregular beats are taken at their timing.
     assert np.any(by_timing(network, peaks, RATE, CLASSES, RULE, 64, None) == S)
 

@@ -23,6 +23,7 @@ from ui.qt import (
     QTableView,
     QTimer,
     QWidget,
+    Signal,
 )
 
 Row = TypeVar("Row")
@@ -30,6 +31,7 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 Index = QModelIndex | QPersistentModelIndex
 RESIZE_ROWS = 40
+FIT_EVERY_MS = 1000  # columns fit at most this often while rows are added
 MAX_COLUMN_CHARS = 16  # a column is at most about this many wide characters
 
 
@@ -49,28 +51,50 @@ class Column(Generic[Row]):
 class RowsModel(QAbstractTableModel, Generic[Row]):
     """A list of rows shown through columns; `set_rows` replaces them."""
 
+    #: `set_rows` added rows to those already shown (not `prepend`: tables whose rows
+    #: come one at a time have fixed widths).
+    rows_added = Signal()
+
     def __init__(self, columns: Sequence[Column[Row]], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.columns = list(columns)
         self.rows: list[Row] = []
 
     def set_rows(self, rows: Sequence[Row], key: Callable[[Row], Any] | None = None) -> None:
-        """Replace the rows. With `key`, rows that are the same ones in the same order
-        (only their values changed) are updated in place: the view keeps its selection
-        and scroll position and redraws only what changed, instead of a reset."""
+        """Replace the rows. With `key`, the change is told row by row instead of as a
+        reset: rows whose key is gone are removed, rows that stay are updated in place
+        (where they are; the view sorts them), new ones are added at the end. The view
+        keeps its selection and scroll position, and re-sorts, re-measures and redraws
+        only what changed: a reset of 350 rows sorted by a column cost the GUI thread
+        ~0.2 s, every 100 ms, while the soak's patients came and went."""
         rows = list(rows)
-        if key is not None and len(rows) == len(self.rows) and \
-                all(key(a) == key(b) for a, b in zip(rows, self.rows, strict=True)):
-            changed = [i for i, (a, b) in enumerate(zip(rows, self.rows, strict=True))
-                       if a != b]
+        if key is None:
+            self.beginResetModel()
             self.rows = rows
-            if changed:
-                self.dataChanged.emit(self.index(min(changed), 0),
-                                      self.index(max(changed), len(self.columns) - 1))
+            self.endResetModel()
             return
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
+        wanted = {key(row): row for row in rows}
+        # Gone: removed in runs, from the end so that earlier positions stay valid.
+        gone = [i for i, row in enumerate(self.rows) if key(row) not in wanted]
+        for first, last in reversed(_runs(gone)):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self.rows[first:last + 1]
+            self.endRemoveRows()
+        kept = {key(row) for row in self.rows}
+        changed = []
+        for i, row in enumerate(self.rows):
+            new = wanted[key(row)]
+            if new != row:
+                self.rows[i] = new
+                changed.append(i)
+        for first, last in _runs(changed):
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.columns) - 1))
+        added = [row for row in rows if key(row) not in kept]
+        if added:
+            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(added) - 1)
+            self.rows.extend(added)
+            self.endInsertRows()
+            self.rows_added.emit()
 
     def prepend(self, row: Row, limit: int) -> None:
         """A new first row; the oldest beyond `limit` go."""
@@ -100,7 +124,9 @@ class RowsModel(QAbstractTableModel, Generic[Row]):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self.rows):
+        # The view asks each cell for a dozen roles each time it paints or measures it;
+        # the ones not shown here are answered before anything else is looked at.
+        if role not in _ROLES or not index.isValid() or index.row() >= len(self.rows):
             return None
         row, column = self.rows[index.row()], self.columns[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
@@ -117,6 +143,22 @@ class RowsModel(QAbstractTableModel, Generic[Row]):
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{column.header}: " + (column.spoken or column.text)(row)
         return None
+
+
+_ROLES = frozenset(int(r) for r in (
+    Qt.ItemDataRole.DisplayRole, SORT_ROLE, ROW_ROLE, Qt.ItemDataRole.ForegroundRole,
+    Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole))
+
+
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Ascending positions as (first, last) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for i in positions:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 class SortProxy(QSortFilterProxyModel):
@@ -162,11 +204,13 @@ def table_view(model: RowsModel[Any], name: str, sort_column: int | None = None,
         header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
     header.setStretchLastSection(not stretch)
     # Columns fit their contents when the rows are replaced — once per burst, after
-    # whatever is painting now (a banner) — not on every change of a value or every new
-    # row, which would measure every row each time.
+    # whatever is painting now (a banner) — and at most once a second while rows come
+    # in (a busy feed adds some every 100 ms); not on every change of a value, which
+    # would measure the rows each time.
     fit = QTimer(view, singleShot=True, interval=0)
     fit.timeout.connect(lambda: fit_columns(view, (*stretch, *whole)))
-    model.modelReset.connect(fit.start)
+    model.modelReset.connect(lambda: fit.start(0))
+    model.rows_added.connect(lambda: fit.isActive() or fit.start(FIT_EVERY_MS))
     if sort_column is not None:
         view.sortByColumn(sort_column, Qt.SortOrder.DescendingOrder if descending
                           else Qt.SortOrder.AscendingOrder)

@@ -10,7 +10,7 @@ from app.adoption.log import DismissReason
 from app.clinic.service import ClinicService
 from tests.ui.test_app_end_to_end import adt, history, oru, send
 from ui.main_window import ALERT_COLUMNS, WORKLIST_COLUMNS, MainWindow
-from ui.qt import Qt
+from ui.qt import Qt, QWidget
 from ui.tables import ROW_ROLE, SORT_ROLE
 
 
@@ -132,3 +132,75 @@ def test_a_workstation_says_it_follows_the_journal(
     assert "</span> Following the department's change journal · no message yet" in \
         follower.feed_label.text()
     follower.queue.clear()
+
+
+def test_the_worklist_changes_row_by_row_and_keeps_the_selection(qtbot: Any) -> None:
+    """Patients coming and going are told to the view as rows removed, changed and added,
+    not as a reset: the doctor's selected row stays selected (a reset loses it), and the
+    view re-sorts only what changed."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from app.clinic.service import OpenPatient
+    from ui.tables import RowsModel, selected_row, table_view
+
+    def patient(n: int) -> OpenPatient:
+        return OpenPatient(n, f"PATIENT{n}, Test", "1960-01-01", f"MR{n} (H)",
+                           datetime(2026, 6, 1, 8, n, tzinfo=UTC), "adt", f"ER^1^{n}^H")
+
+    holder = QWidget()  # owns the model and the view, as the main window does
+    qtbot.addWidget(holder)
+    model: RowsModel[OpenPatient] = RowsModel(WORKLIST_COLUMNS, holder)
+    view = table_view(model, "Today's patients", sort_column=4)
+    view.setParent(holder)
+    model.set_rows([patient(n) for n in range(1, 5)], key=lambda p: p.patient_id)
+    resets: list[bool] = []
+    model.modelReset.connect(lambda: resets.append(True))
+    for row in range(model.rowCount()):
+        if view.model().index(row, 0).data(ROW_ROLE).patient_id == 3:
+            view.setCurrentIndex(view.model().index(row, 0))
+    # Patient 1 leaves, 3 gets a risk, 5 and 6 arrive.
+    scored = replace(patient(3), risk=0.87, tier="high", status="alert raised")
+    model.set_rows([patient(6), patient(5), patient(4), scored, patient(2)],
+                   key=lambda p: p.patient_id)
+    assert not resets
+    assert sorted(p.patient_id for p in model.rows) == [2, 3, 4, 5, 6]
+    assert selected_row(view) == scored  # still selected, with its new values
+    # Sorted by the view, by the column chosen: newest arrival first.
+    shown = [view.model().index(r, 0).data(ROW_ROLE).patient_id for r in range(5)]
+    assert shown == [6, 5, 4, 3, 2]
+    # Without a key, the rows are replaced whole.
+    model.set_rows([patient(7)])
+    assert resets and [p.patient_id for p in model.rows] == [7]
+
+
+def test_acting_on_a_banner_does_not_wait_for_the_feed(
+        running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
+    """The GUI thread records what the doctor did and updates the worklist without the
+    lock that scoring and routing hold (a flood keeps that lock busy, and Python's locks
+    are not fair: the soak's banners waited behind it until they expired unseen)."""
+    import threading
+
+    clinic, window, port = running
+    send(port, *history("WL-L"))
+    send(port, adt("A04", "WL-L", "ER", 1))
+    qtbot.waitUntil(lambda: window.queue.current is not None, timeout=10000)
+    held, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def scoring_a_long_time() -> None:
+        with clinic._lock:  # what scoring and routing hold
+            held.set()
+            release.wait(10)
+        released.set()
+
+    holder = threading.Thread(target=scoring_a_long_time)
+    holder.start()
+    assert held.wait(5)
+    try:
+        window.banner.acknowledge()
+        assert not released.is_set(), "acknowledging waited for the scoring lock"
+        assert _cells(window, 0)["Alert"] == "acknowledged" or \
+            clinic.open_patients[0].status == "acknowledged"
+    finally:
+        release.set()
+        holder.join()

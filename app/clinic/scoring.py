@@ -15,6 +15,7 @@ own, and most patients have only a few of the groups, so the call is about half 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -164,6 +165,9 @@ class Scorer:
         self.card = card
         self.engine = engine
         self.cache = cache
+        # An engine may not run two batches at once (a TensorRT execution context): held
+        # for the inference only, so the patient view scores beside the feed.
+        self._engine_lock = threading.Lock()
 
     def score(self, patient_id: int, now: datetime, with_factors: bool = True) -> ScoreResult:
         started = time.perf_counter()
@@ -190,7 +194,9 @@ class Scorer:
             else:
                 rows.append(occluded)
                 row_of.append(len(rows) - 1)
-        risks = self.engine.infer(collate(card, rows))
+        batch = collate(card, rows)
+        with self._engine_lock:
+            risks = self.engine.infer(batch)
         t_infer = time.perf_counter()
         risk = float(risks[0])
         factors = []

@@ -176,8 +176,8 @@ def test_the_worklist_changes_row_by_row_and_keeps_the_selection(qtbot: Any) -> 
 
 def test_acting_on_a_banner_does_not_wait_for_the_feed(
         running: tuple[ClinicService, MainWindow, int], qtbot: Any) -> None:
-    """The GUI thread records what the doctor did and updates the worklist without the
-    lock that scoring and routing hold (a flood keeps that lock busy, and Python's locks
+    """The GUI thread records what the doctor did, updates the worklist and opens the
+    patient view without the lock that scoring and routing hold (a flood keeps that lock busy, and Python's locks
     are not fair: the soak's banners waited behind it until they expired unseen)."""
     import threading
 
@@ -199,6 +199,10 @@ def test_acting_on_a_banner_does_not_wait_for_the_feed(
     try:
         window.banner.acknowledge()
         assert not released.is_set(), "acknowledging waited for the scoring lock"
+        # Opening the patient's view scores them beside the feed, not behind it.
+        window.show_patient(clinic.open_patients[0].patient_id)
+        assert not released.is_set(), "the patient view waited for the scoring lock"
+        assert window.patient_view.summary is not None
         assert _cells(window, 0)["Alert"] == "acknowledged" or \
             clinic.open_patients[0].status == "acknowledged"
     finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app import logs
@@ -164,8 +164,7 @@ class DurableInbox:
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
-        self._conn: Connection | None = None  # the writer thread's, held between batches
-        self._insert: _Insert | None = None
+        self._insert = _Insert(self._engine)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="clarion-inbox", daemon=True)
@@ -229,9 +228,7 @@ class DurableInbox:
             self._commit_batch(batch)
             if stop_after:
                 break
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._insert.close()
         # Anything that raced in after stop() is refused, never left hanging.
         while True:
             try:
@@ -248,7 +245,7 @@ class DurableInbox:
         except Exception as exc:  # a failed commit must reach every waiting sender
             logs.inbox.error("inbox commit of %d message(s) failed: %s", len(batch),
                              logs.describe_error(exc))
-            self._drop_connection()
+            self._insert.drop_connection()
             _deliver(batch, [exc] * len(batch))
             return
         _deliver(batch, receipts)
@@ -257,99 +254,116 @@ class DurableInbox:
         if fresh and self._on_committed is not None:
             self._on_committed(fresh)
 
-    def _connection(self) -> Connection:
-        """The writer's connection, held from batch to batch: taking one from the pool and
-        resetting it on return cost more than the insert it was for."""
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        """After a failure: the next batch starts on a fresh connection (the server may have
-        restarted, or the connection may be mid-way through a failed transaction)."""
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.invalidate()
-                self._conn.close()
-            self._conn = None
-
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
-        """One transaction: insert each message unless its key is stored already (ON
-        CONFLICT DO NOTHING), read what a resend was answered, count the resends.
+        """Store a batch: one INSERT of every message whose key is not stored already,
+        committed on its own; then, only where there were resends, one transaction that
+        reads what each was answered and counts it.
 
-        The inserts go through the driver's cursor with a statement compiled once: this
-        runs for every batch on the ACK path, where SQLAlchemy's per-statement work was
-        most of the receiver's time. A resend within the batch conflicts with the row
-        inserted for its first copy, so it is answered as that one."""
+        A resend within the batch conflicts with the row inserted for its first copy, so
+        it is answered as that one. Should the second step fail, the batch's senders get an
+        error and resend; the messages stored by the first step are then resends."""
         rows = [_new_row(item) for item in batch]
-        if self._insert is None:
-            self._insert = _Insert(self._engine.dialect, tuple(rows[0]))
-        conn = self._connection()
-        with conn.begin():
-            ids = self._insert.run(conn.connection.dbapi_connection, rows)
-            receipts, resent = [], []
-            for values, message_id in zip(rows, ids, strict=True):
-                if message_id is not None:
-                    receipts.append(_receipt_of(message_id, values, False))
-                    continue
-                stored = conn.execute(select(*_KNOWN).where(
-                    *(_INBOX.c[name] == values[name] for name in _KEY_COLUMNS))).one()
-                receipts.append(_receipt_of(stored.id, dict(stored._mapping), True))
-                resent.append({"resent_id": stored.id})
-            if resent:
-                conn.execute(update(_INBOX).where(_INBOX.c.id == bindparam("resent_id")).values(
-                    duplicate_count=_INBOX.c.duplicate_count + 1, last_duplicate_at=utcnow()),
-                    resent)
-        for receipt, item in zip(receipts, batch, strict=True):
+        ids = self._insert.run(rows)
+        receipts: list[Receipt | None] = [
+            None if message_id is None else _receipt_of(message_id, values, False)
+            for values, message_id in zip(rows, ids, strict=True)]
+        if None in receipts:
+            with self._engine.begin() as conn:
+                for index, values in enumerate(rows):
+                    if receipts[index] is not None:
+                        continue
+                    stored = conn.execute(select(*_KNOWN).where(
+                        *(_INBOX.c[name] == values[name] for name in _KEY_COLUMNS))).one()
+                    receipts[index] = _receipt_of(stored.id, dict(stored._mapping), True)
+                    conn.execute(update(_INBOX).where(_INBOX.c.id == stored.id).values(
+                        duplicate_count=_INBOX.c.duplicate_count + 1,
+                        last_duplicate_at=utcnow()))
+        answered = [receipt for receipt in receipts if receipt is not None]
+        for receipt, item in zip(answered, batch, strict=True):
             if receipt.duplicate:
                 logs.inbox.info("resend of control id %r from %s: answered as before (%s)",
                                 item.assessment.control_id, item.peer, receipt.status.value)
-        return receipts
+        return answered
 
 
 class _Insert:
-    """The inbox's INSERT ... ON CONFLICT DO NOTHING RETURNING id, compiled once for the
-    store's dialect and run on the driver's cursor (SQLite in this process: one execute
-    a row; PostgreSQL: the rows pipelined in one round trip)."""
+    """The inbox's one statement a batch: INSERT ... VALUES (...), (...) ON CONFLICT DO
+    NOTHING RETURNING the new rows' ids and keys, compiled once for each batch size and run
+    on the driver's own connection, which commits each statement by itself.
 
-    def __init__(self, dialect: Dialect, columns: tuple[str, ...]) -> None:
+    This runs for every batch on the ACK path. Through SQLAlchemy's Connection it was most
+    of the receiver's time: pool checkout and reset, a BEGIN, a SELECT for resends, the
+    INSERT and the COMMIT, each a call that gives up the GIL and waits to get it back while
+    the listener holds it. Now a batch is one call (and on PostgreSQL one round trip)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        dialect = engine.dialect
         if dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"the inbox supports SQLite and PostgreSQL, not {dialect.name}")
-        module = postgresql if dialect.name == "postgresql" else sqlite
-        statement = module.insert(_INBOX).on_conflict_do_nothing(
-            index_elements=[_INBOX.c[name] for name in _KEY_COLUMNS]).returning(_INBOX.c.id)
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        self._sql = compiled.string
-        self._order = compiled.positiontup  # None for a driver that takes named parameters
-        self._pipelined = dialect.name == "postgresql"
-        # The columns' own conversions (UTCDateTime to naive UTC, then the driver's form).
-        self._convert = [(name, process) for name in columns
-                         if (process := _INBOX.c[name].type.bind_processor(dialect))]
+        self._module = postgresql if dialect.name == "postgresql" else sqlite
+        self._statements: dict[int, tuple[str, Sequence[str] | None]] = {}
+        self._columns: tuple[str, ...] = ()
+        self._convert: dict[str, Callable[[Any], Any]] = {}
+        self._raw: Any = None  # the pool's connection, held from batch to batch
 
-    def _parameters(self, row: dict[str, Any]) -> Any:
-        bound = dict(row)
-        for name, process in self._convert:
-            bound[name] = process(bound[name])
-        return bound if self._order is None else tuple(bound[name] for name in self._order)
+    def _statement(self, count: int) -> tuple[str, Sequence[str] | None]:
+        """The SQL for `count` rows and, for a driver with positional parameters, the
+        order of their names."""
+        if count not in self._statements:
+            rows = [{name: bindparam(f"r{index}_{name}", type_=_INBOX.c[name].type)
+                     for name in self._columns} for index in range(count)]
+            statement = self._module.insert(_INBOX).values(rows).on_conflict_do_nothing(
+                index_elements=[_INBOX.c[name] for name in _KEY_COLUMNS]).returning(
+                _INBOX.c.id, *(_INBOX.c[name] for name in _KEY_COLUMNS))
+            compiled = statement.compile(dialect=self._engine.dialect)
+            self._statements[count] = (compiled.string, compiled.positiontup)
+        return self._statements[count]
 
-    def run(self, dbapi_connection: Any, rows: list[dict[str, Any]]) -> list[int | None]:
-        """Each row's new id, or None where its key was stored already."""
-        params = [self._parameters(row) for row in rows]
-        cursor = dbapi_connection.cursor()
+    def _connection(self) -> Any:
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+            if self._engine.dialect.name == "postgresql":
+                self._raw.dbapi_connection.autocommit = True
+            # SQLite's connections run without pysqlite's implicit BEGIN (store/db.py), so
+            # each statement there commits by itself too.
+        return self._raw
+
+    def drop_connection(self) -> None:
+        """After a failure: the next batch starts on a fresh connection (the server may
+        have restarted)."""
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()
+            self._raw = None
+
+    def close(self) -> None:
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                if self._engine.dialect.name == "postgresql":
+                    self._raw.dbapi_connection.autocommit = False
+                self._raw.close()
+            self._raw = None
+
+    def run(self, rows: list[dict[str, Any]]) -> list[int | None]:
+        """Each row's new id, committed; None where its key was stored already."""
+        if not self._columns:
+            dialect = self._engine.dialect
+            self._columns = tuple(rows[0])
+            # The columns' own conversions (UTCDateTime to naive UTC, then the driver's).
+            self._convert = {name: process for name in self._columns
+                             if (process := _INBOX.c[name].type.bind_processor(dialect))}
+        sql, order = self._statement(len(rows))
+        named: dict[str, Any] = {}
+        for index, row in enumerate(rows):
+            for name, value in row.items():
+                convert = self._convert.get(name)
+                named[f"r{index}_{name}"] = value if convert is None else convert(value)
+        cursor = self._connection().cursor()
         try:
-            if self._pipelined:
-                cursor.executemany(self._sql, params, returning=True)
-                ids: list[int | None] = []
-                while True:
-                    found = cursor.fetchone()
-                    ids.append(found[0] if found else None)
-                    if not cursor.nextset():
-                        return ids
-            ids = []
-            for one in params:
-                cursor.execute(self._sql, one)
-                found = cursor.fetchone()
-                ids.append(found[0] if found else None)
-            return ids
+            cursor.execute(sql, named if order is None else [named[name] for name in order])
+            stored = {tuple(found[1:]): found[0] for found in cursor.fetchall()}
         finally:
             cursor.close()
+        # pop: a second copy of a message in the same batch is a resend of the first.
+        return [stored.pop(tuple(row[name] for name in _KEY_COLUMNS), None) for row in rows]

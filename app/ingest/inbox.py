@@ -301,7 +301,8 @@ class _Insert:
         dialect = engine.dialect
         if dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"the inbox supports SQLite and PostgreSQL, not {dialect.name}")
-        self._module = postgresql if dialect.name == "postgresql" else sqlite
+        self._postgres = dialect.name == "postgresql"
+        self._module = postgresql if self._postgres else sqlite
         self._statements: dict[int, tuple[str, Sequence[str] | None]] = {}
         self._columns: tuple[str, ...] = ()
         self._convert: dict[str, Callable[[Any], Any]] = {}
@@ -323,7 +324,7 @@ class _Insert:
     def _connection(self) -> Any:
         if self._raw is None:
             self._raw = self._engine.raw_connection()
-            if self._engine.dialect.name == "postgresql":
+            if self._postgres:
                 self._raw.dbapi_connection.autocommit = True
             # SQLite's connections run without pysqlite's implicit BEGIN (store/db.py), so
             # each statement there commits by itself too.
@@ -340,7 +341,7 @@ class _Insert:
     def close(self) -> None:
         if self._raw is not None:
             with contextlib.suppress(Exception):
-                if self._engine.dialect.name == "postgresql":
+                if self._postgres:
                     self._raw.dbapi_connection.autocommit = False
                 self._raw.close()
             self._raw = None

@@ -93,3 +93,11 @@ def store_raw(engine: Engine, *messages: str | bytes, peer: str = "test",
 
 def hl7_message(*segments: str) -> str:
     return "\r".join(segments) + "\r"
+
+
+def hba1c_result(control_id: str, mrn: str = "M1", value: str = "6.1") -> bytes:
+    """One ORU^R01 with a single HbA1c result, as raw bytes (the listener and inbox tests)."""
+    return hl7_message(
+        f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01|{control_id}|P|2.5",
+        f"PID|1||{mrn}^^^HOSP^MR||Quixote^Alonso", f"OBR|1||O-{control_id}|X",
+        f"OBX|1|NM|4548-4^HbA1c^LN||{value}|%|||||F").encode()

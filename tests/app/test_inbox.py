@@ -15,14 +15,7 @@ from app.ingest.inbox import DurableInbox
 from app.store.db import open_store
 from app.store.models import InboxMessage, InboxStatus
 from integrations.hl7.receipt import assess
-from tests.app.helpers import hl7_message, store_raw
-
-
-def oru(control_id: str, value: str = "6.1") -> bytes:
-    return hl7_message(
-        f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01|{control_id}|P|2.5",
-        "PID|1||M1^^^HOSP^MR||Quixote^Alonso", f"OBR|1||O-{control_id}|X",
-        f"OBX|1|NM|4548-4^HbA1c^LN||{value}|%|||||F").encode()
+from tests.app.helpers import hba1c_result, store_raw
 
 
 @pytest.fixture
@@ -38,10 +31,10 @@ def _rows(engine: Engine) -> list[InboxMessage]:
 
 
 def test_a_batch_with_resends_stores_each_message_once(engine: Engine) -> None:
-    [earlier] = store_raw(engine, oru("OLD"))
+    [earlier] = store_raw(engine, hba1c_result("OLD"))
     inbox = DurableInbox(engine)
     # Queued before the writer starts, so that they are all one batch.
-    messages = [oru("A"), oru("B"), oru("A"), oru("A", value="7.0"), oru("OLD")]
+    messages = [hba1c_result("A"), hba1c_result("B"), hba1c_result("A"), hba1c_result("A", value="7.0"), hba1c_result("OLD")]
     futures = [inbox.submit(raw, "test", assess(raw)) for raw in messages]
     inbox.start()
     try:
@@ -66,13 +59,13 @@ def test_a_broken_connection_fails_one_batch_and_the_next_gets_a_fresh_one(
     inbox = DurableInbox(engine)
     inbox.start()
     try:
-        inbox.submit(oru("C1"), "test", assess(oru("C1"))).result(30)
+        inbox.submit(hba1c_result("C1"), "test", assess(hba1c_result("C1"))).result(30)
         # The writer holds its connection between batches; break it under the writer.
         inbox._insert._raw.dbapi_connection.close()
-        failed = inbox.submit(oru("C2"), "test", assess(oru("C2")))
+        failed = inbox.submit(hba1c_result("C2"), "test", assess(hba1c_result("C2")))
         with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
             failed.result(30)
-        resent = inbox.submit(oru("C2"), "test", assess(oru("C2"))).result(30)
+        resent = inbox.submit(hba1c_result("C2"), "test", assess(hba1c_result("C2"))).result(30)
     finally:
         inbox.stop()
     assert not resent.duplicate

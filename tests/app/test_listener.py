@@ -19,20 +19,19 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from app.store.models import InboxMessage
 from integrations.mllp import MllpClient, frame
-from tests.app.helpers import ack_fields, hl7_message, running_service, wait_processed
+from tests.app.helpers import (
+    ack_fields,
+    hba1c_result,
+    hl7_message,
+    running_service,
+    wait_processed,
+)
 from tests.app.tls_certs import make_pki
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'clarion.db'}"
-
-
-def oru(control_id: str, mrn: str = "M1", value: str = "6.1") -> bytes:
-    return hl7_message(
-        f"MSH|^~\\&|LAB|HOSP|CLARION|WS|20260105080000||ORU^R01|{control_id}|P|2.5",
-        f"PID|1||{mrn}^^^HOSP^MR||Quixote^Alonso", f"OBR|1||O-{control_id}|X",
-        f"OBX|1|NM|4548-4^HbA1c^LN||{value}|%|||||F").encode()
 
 
 def _connect(port: int) -> socket.socket:
@@ -78,11 +77,11 @@ def test_header_errors_get_ae_or_ar_with_err(config: Config) -> None:
 
 def test_resend_gets_the_same_answer_and_is_processed_once(config: Config) -> None:
     with running_service(config) as (service, port), MllpClient("127.0.0.1", port) as client:
-        first = ack_fields(client.send(oru("DUP-1")))
-        second = ack_fields(client.send(oru("DUP-1")))
+        first = ack_fields(client.send(hba1c_result("DUP-1")))
+        second = ack_fields(client.send(hba1c_result("DUP-1")))
         assert first["MSA"][:3] == second["MSA"][:3] == ["MSA", "AA", "DUP-1"]
         # Same control id, different content: a different message, kept as well.
-        reused = ack_fields(client.send(oru("DUP-1", value="7.0")))
+        reused = ack_fields(client.send(hba1c_result("DUP-1", value="7.0")))
         assert reused["MSA"][1] == "AA"
         wait_processed(service.engine)
         rows = _rows(service.engine)
@@ -105,7 +104,7 @@ def test_oversized_frame_closes_only_that_connection(config: Config) -> None:
         bad.sendall(b"\x0b" + b"X" * 20000)
         assert _closed_by_server(bad)
         bad.close()
-        assert ack_fields(good.send(oru("AFTER-BIG")))["MSA"][1] == "AA"
+        assert ack_fields(good.send(hba1c_result("AFTER-BIG")))["MSA"][1] == "AA"
 
 
 def test_idle_connection_is_closed(config: Config) -> None:
@@ -122,12 +121,12 @@ def test_connection_limit(config: Config) -> None:
     config.listener.max_connections = 2
     with running_service(config) as (_, port):
         a, b = MllpClient("127.0.0.1", port), MllpClient("127.0.0.1", port)
-        assert ack_fields(a.send(oru("L1")))["MSA"][1] == "AA"
-        assert ack_fields(b.send(oru("L2")))["MSA"][1] == "AA"
+        assert ack_fields(a.send(hba1c_result("L1")))["MSA"][1] == "AA"
+        assert ack_fields(b.send(hba1c_result("L2")))["MSA"][1] == "AA"
         third = _connect(port)
         assert _closed_by_server(third)
         third.close()
-        assert ack_fields(a.send(oru("L3")))["MSA"][1] == "AA"
+        assert ack_fields(a.send(hba1c_result("L3")))["MSA"][1] == "AA"
         for c in (a, b):
             c.close()
 
@@ -145,7 +144,7 @@ def test_junk_and_restarted_frames(config: Config) -> None:
     with running_service(config) as (service, port):
         sock = _connect(port)
         # Noise before a frame, and an unfinished frame cut short by a new start block.
-        sock.sendall(b"noise\r\n" + b"\x0bMSH|^~\\&|half" + frame(oru("WHOLE")))
+        sock.sendall(b"noise\r\n" + b"\x0bMSH|^~\\&|half" + frame(hba1c_result("WHOLE")))
         client_buffer = b""
         while b"\x1c" not in client_buffer:
             client_buffer += sock.recv(4096)
@@ -157,18 +156,18 @@ def test_junk_and_restarted_frames(config: Config) -> None:
 def test_connection_closed_mid_frame_stores_nothing(config: Config) -> None:
     with running_service(config) as (service, port):
         sock = _connect(port)
-        sock.sendall(b"\x0b" + oru("CUT")[:40])
+        sock.sendall(b"\x0b" + hba1c_result("CUT")[:40])
         sock.close()
         time.sleep(0.2)
         with MllpClient("127.0.0.1", port) as client:
-            assert ack_fields(client.send(oru("NEXT")))["MSA"][1] == "AA"
+            assert ack_fields(client.send(hba1c_result("NEXT")))["MSA"][1] == "AA"
         assert [r.control_id for r in _rows(service.engine)] == ["NEXT"]
 
 
 def test_message_not_stored_is_rejected_so_the_sender_resends(config: Config) -> None:
     with running_service(config) as (service, port), MllpClient("127.0.0.1", port) as client:
         service.inbox.stop()  # storage gone: nothing can be made durable
-        ack = ack_fields(client.send(oru("LOST?")))
+        ack = ack_fields(client.send(hba1c_result("LOST?")))
         assert ack["MSA"][1] == "AR" and ack["ERR"][3].startswith("207^")
         assert "resend" in ack["ERR"][8]
 
@@ -189,12 +188,12 @@ def test_tls_with_client_certificates(config: Config, tmp_path: Path) -> None:
         context.load_cert_chain(str(pki["client"].with_suffix(".crt")),
                                 str(pki["client"].with_suffix(".key")))
         with MllpClient("127.0.0.1", port, ssl_context=context) as client:
-            assert ack_fields(client.send(oru("TLS-1")))["MSA"][1] == "AA"
+            assert ack_fields(client.send(hba1c_result("TLS-1")))["MSA"][1] == "AA"
         # Without a client certificate the handshake is refused.
         anonymous = ssl.create_default_context(cafile=str(pki["ca"].with_suffix(".crt")))
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with MllpClient("127.0.0.1", port, ssl_context=anonymous) as client:
-                client.send(oru("TLS-2"))
+                client.send(hba1c_result("TLS-2"))
 
 
 def test_logs_carry_no_names_or_identifiers(config: Config,
@@ -202,8 +201,8 @@ def test_logs_carry_no_names_or_identifiers(config: Config,
     caplog.set_level(logging.DEBUG, logger="clarion")
     with running_service(config) as (service, port), MllpClient("127.0.0.1", port) as client:
         # A result value no timing or count in a log line could contain by chance.
-        client.send(oru("PRIV-1", mrn="MRN-SECRET-77", value="6.137913"))
-        client.send(oru("PRIV-1", mrn="MRN-SECRET-77", value="6.137913"))
+        client.send(hba1c_result("PRIV-1", mrn="MRN-SECRET-77", value="6.137913"))
+        client.send(hba1c_result("PRIV-1", mrn="MRN-SECRET-77", value="6.137913"))
         client.send(hl7_message("MSH|^~\\&|L|H|C|W|2026||ORU^R01|PRIV-2|P|2.5",
                                 "PID|1||MRN-SECRET-77^^^HOSP^MR||Quixote^Alonso",
                                 "OBX|1|NM|9-9^x^LN||bad").encode())
